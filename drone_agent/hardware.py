@@ -1,0 +1,80 @@
+"""The hardware the agent talks to, as small interfaces.
+
+Real implementations live in `drone_agent` (OpenCV camera, replay position source); `hw_sim`
+implements the same interfaces for laptops and tests. Nothing here imports `hw_sim`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class TruthPlate:
+    """What a simulator knows is in a frame. Real cameras carry none."""
+
+    text: str  # plate text, [A-Z0-9]{1,8}
+    region: str  # two letters, e.g. "NY"
+    code: int | None  # NYC violation code if this car is in violation, None if parked legally
+    box: tuple[int, int, int, int]  # x, y, w, h of the plate in pixels
+    make: str | None = None
+    colour: str | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8, H x W x 3 (OpenCV's layout)
+    index: int  # frame counter from the camera, increasing
+    captured_at: float  # time.time() when captured
+    truth: tuple[TruthPlate, ...] = field(default=())
+
+
+@runtime_checkable
+class Camera(Protocol):
+    def read(self) -> Frame | None:
+        """The next frame, or None when no frame is available now (the agent retries later).
+
+        Raises `HardwareError` when the camera has failed for good."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Fix:
+    lat: float  # degrees
+    lon: float  # degrees
+    alt_m: float  # metres above mean sea level
+    heading_deg: float  # 0 <= h < 360
+    speed_mps: float
+    gps_time: float | None = None  # Unix seconds from the GNSS receiver, if it has one
+
+
+@runtime_checkable
+class PositionSource(Protocol):
+    def fix(self) -> Fix | None:
+        """The latest position, or None while there is no fix."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    battery_pct: int  # 0..100
+    voltage: float | None = None
+    low: bool = False
+
+
+@runtime_checkable
+class PowerSource(Protocol):
+    def read(self) -> PowerReading: ...
+
+    def close(self) -> None: ...
+
+
+class HardwareError(RuntimeError):
+    """A device failed in a way retrying will not fix (camera unplugged, file missing)."""
