@@ -1,19 +1,49 @@
 """The message types. Plain frozen dataclasses in natural units; the codec scales them on the wire.
 
-Values are quantized to the wire's resolution when a message is built (see `_QUANTA`), so
-`decode(encode(m)) == m` holds for every valid message.
+Numbers are quantized to the wire's resolution when a message is built (`__post_init__`), so
+`decode(encode(m)) == m` holds for every valid message. Construction never raises: values of a
+wrong type or out of range are kept as given and rejected, with the field's path, by `encode`.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+
+# Wire resolution of each scaled quantity: value_on_wire = round(value * scale).
+LAT_LON_SCALE = 10**7  # 1e-7 degree, as MAVLink
+ALT_SCALE = 10  # decimetres
+HEADING_SCALE = 10  # decidegrees
+SPEED_SCALE = 10  # dm/s
+CONFIDENCE_SCALE = 100  # percent
+
+
+def _quantize(value: object, scale: int) -> object:
+    """The value rounded to 1/scale, or unchanged if it is not a finite real (encode rejects it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if not math.isfinite(value):
+        return value
+    return round(value * scale) / scale
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)  # the dataclasses are frozen; this is their own init
+
+
+class Kind(str, enum.Enum):
+    """Message kinds; the value is the topic's last level and the JSON "kind"."""
+
+    TELEMETRY = "telemetry"
+    VIOLATION = "violation"
+    STATUS = "status"
 
 
 class TimeSource(enum.IntEnum):
-    """Where the drone's clock came from. A Pi has no RTC: until GPS or NTP sets it, time is stale."""
+    """The drone clock's source. A Pi has no RTC: until GPS or NTP sets it, it may be stale."""
 
-    UNSYNCED = 0  # restored from disk at boot (fake-hwclock) or free-running: plausible, maybe stale
+    UNSYNCED = 0  # restored at boot (fake-hwclock) or free-running: plausible, maybe stale
     GPS = 1
     NTP = 2
 
@@ -46,6 +76,11 @@ class Position:
     lon: float  # degrees, -180..180, 1e-7 resolution
     alt_m: float  # metres above mean sea level, -1000..10000, 0.1 m resolution
 
+    def __post_init__(self) -> None:
+        _set(self, "lat", _quantize(self.lat, LAT_LON_SCALE))
+        _set(self, "lon", _quantize(self.lon, LAT_LON_SCALE))
+        _set(self, "alt_m", _quantize(self.alt_m, ALT_SCALE))
+
 
 @dataclass(frozen=True)
 class Telemetry:
@@ -55,6 +90,13 @@ class Telemetry:
     speed_mps: float  # ground speed, 0..200 m/s, 0.1 m/s resolution
     battery_pct: int  # 0..100
     flags: StatusFlags = StatusFlags.NONE
+
+    def __post_init__(self) -> None:
+        heading = _quantize(self.heading_deg, HEADING_SCALE)
+        if heading == 360.0 and self.heading_deg != 360:
+            heading = 0.0  # 359.96 rounds to 360.0, which is north again
+        _set(self, "heading_deg", heading)
+        _set(self, "speed_mps", _quantize(self.speed_mps, SPEED_SCALE))
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,11 @@ class Violation:
     evidence_id: str  # 16 lowercase hex chars: first 8 bytes of SHA-256 of the JPEG
     vehicle: Vehicle | None = None
 
+    def __post_init__(self) -> None:
+        _set(self, "confidence", _quantize(self.confidence, CONFIDENCE_SCALE))
+        if self.vehicle == Vehicle():
+            _set(self, "vehicle", None)  # no detail at all is the same fact as no vehicle record
+
     @property
     def qualified(self) -> bool:
         return self.code is not None
@@ -92,8 +139,30 @@ class Status:
 
 Message = Telemetry | Violation | Status
 
+_KINDS: dict[type, Kind] = {
+    Telemetry: Kind.TELEMETRY,
+    Violation: Kind.VIOLATION,
+    Status: Kind.STATUS,
+}
+
+
+def kind_of(msg: Message) -> Kind:
+    """The Kind of a message. Raises TypeError if `msg` is not a Telemetry, Violation or Status."""
+    try:
+        return _KINDS[type(msg)]
+    except KeyError:
+        raise TypeError(f"not a protocol message: {type(msg).__name__}") from None
+
+
+def message_id(msg: Message) -> str:
+    """The message's id, "<drone_id>:<seq>": unique and stable across retries and reboots, since the
+    agent persists `seq` and never reuses it. Raises AttributeError if `msg` has no header."""
+    return f"{msg.header.drone_id}:{msg.header.seq}"
+
+
 __all__ = [
     "Header",
+    "Kind",
     "Message",
     "Position",
     "Status",
@@ -102,4 +171,6 @@ __all__ = [
     "TimeSource",
     "Vehicle",
     "Violation",
+    "kind_of",
+    "message_id",
 ]

@@ -1,0 +1,334 @@
+"""Bytes <-> messages. One msgpack array per message, fields by position (docs/protocol.md).
+
+    [schema, kind, drone_id, seq, time_s, time_sub, <kind's fields>...]
+
+Decoding is bounded before anything is allocated: the payload's length is checked against
+MAX_MESSAGE_SIZE, and msgpack's max_*_len limits stop a short payload from announcing a huge
+str/bin/array/map. Anything msgpack raises is translated into a RemoteProtocolError, so only
+ProtocolError leaves `decode`, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from protocol import _validate as v
+from protocol._errors import (
+    ErrorClass,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from protocol._messages import (
+    ALT_SCALE,
+    CONFIDENCE_SCALE,
+    HEADING_SCALE,
+    LAT_LON_SCALE,
+    SPEED_SCALE,
+    Header,
+    Kind,
+    Message,
+    Position,
+    Status,
+    StatusFlags,
+    Telemetry,
+    TimeSource,
+    Vehicle,
+    Violation,
+)
+
+SCHEMA_MAJOR = 1
+SCHEMA_MINOR = 0
+SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
+WIRE_VERSION = SCHEMA_MAJOR << 4 | SCHEMA_MINOR  # one byte on the wire: 0x10 for 1.0
+
+MAX_MESSAGE_SIZE = 512  # bytes; the largest 1.0 message is ~130 bytes, the rest is for minors
+MAX_FIELDS = 64  # top-level array length any minor of major 1 may use
+_LIMITS: dict[str, int] = {  # per msgpack value, for every minor of major 1
+    "max_str_len": 255,
+    "max_bin_len": 255,
+    "max_array_len": MAX_FIELDS,
+    "max_map_len": 32,
+    "max_ext_len": 255,
+}
+
+WIRE_KIND: dict[Kind, int] = {Kind.TELEMETRY: 0, Kind.VIOLATION: 1, Kind.STATUS: 2}
+_KIND_OF_WIRE = {n: k for k, n in WIRE_KIND.items()}
+
+_HEADER_FIELDS = ("schema", "kind", "drone_id", "seq", "time_ms", "time_sub")
+_POSITION_FIELDS = ("lat_deg", "lon_deg", "alt_m")
+# Field names by position, as paths "$.<name>" (the time's two wire fields both report "$.time_ms"
+# except the time-source bits, which report "$.time_source").
+FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.TELEMETRY: (*_HEADER_FIELDS, *_POSITION_FIELDS,
+                     "heading_deg", "speed_mps", "battery_pct", "flags"),
+    Kind.VIOLATION: (*_HEADER_FIELDS, *_POSITION_FIELDS, "plate", "region", "confidence", "code",
+                     "evidence_id", "vehicle.make", "vehicle.colour", "vehicle.body"),
+    Kind.STATUS: (*_HEADER_FIELDS, "online"),
+}
+_OPTIONAL_TAIL = {Kind.TELEMETRY: 0, Kind.VIOLATION: 3, Kind.STATUS: 0}  # may be absent or nil
+_VIOLATION_REQUIRED = len(FIELDS[Kind.VIOLATION]) - _OPTIONAL_TAIL[Kind.VIOLATION]
+
+# Wire ranges of scaled quantities, inclusive.
+LAT_RANGE = (-90 * LAT_LON_SCALE, 90 * LAT_LON_SCALE)
+LON_RANGE = (-180 * LAT_LON_SCALE, 180 * LAT_LON_SCALE)
+ALT_RANGE = (-1000 * ALT_SCALE, 10000 * ALT_SCALE)
+HEADING_RANGE = (0, 360 * HEADING_SCALE - 1)
+SPEED_RANGE = (0, 200 * SPEED_SCALE)
+CONFIDENCE_RANGE = (0, CONFIDENCE_SCALE)
+FLAGS_MAX = sum(int(flag) for flag in StatusFlags.__members__.values())  # every defined bit
+MS_SHIFT = 2  # time_sub = ms << 2 | time_source
+
+
+def _path(kind: Kind | None, index: int) -> str:
+    names = FIELDS[kind] if kind is not None else _HEADER_FIELDS
+    if index < len(names):
+        name = names[index]
+        return "$.time_ms" if name == "time_sub" else f"$.{name}"
+    return f"$[{index}]"
+
+
+# --- encode -------------------------------------------------------------------------------------
+
+
+def encode(msg: Message) -> bytes:
+    """The message as msgpack bytes. Raises LocalProtocolError if it is invalid."""
+    return msgpack.packb(to_wire(msg, LocalProtocolError), use_bin_type=True)
+
+
+def to_wire(msg: object, err: ErrorClass) -> list[Any]:
+    """The message's wire array (plain ints/str/bytes/None), validated; raises `err`."""
+    if isinstance(msg, Telemetry):
+        return [*_header_to_wire(msg.header, Kind.TELEMETRY, err), *_telemetry_body(msg, err)]
+    if isinstance(msg, Violation):
+        return [*_header_to_wire(msg.header, Kind.VIOLATION, err), *_violation_body(msg, err)]
+    if isinstance(msg, Status):
+        online = v.boolean(msg.online, "$.online", err)
+        return [*_header_to_wire(msg.header, Kind.STATUS, err), online]
+    raise err("bad_type", f"not a protocol message: {type(msg).__name__}", "$")
+
+
+def _header_to_wire(header: object, kind: Kind, err: ErrorClass) -> list[Any]:
+    if not isinstance(header, Header):
+        raise err("bad_type", f"expected a Header, got {type(header).__name__}", "$.header")
+    drone_id = v.text(header.drone_id, "$.drone_id", v.DRONE_ID_RE, err)
+    seq = v.int_in(header.seq, "$.seq", 0, v.UINT32_MAX, err)
+    secs, ms = divmod(v.time_ms(header.time_ms, "$.time_ms", err), 1000)
+    source = v.int_in(header.time_source, "$.time_source", 0, max(TimeSource), err)
+    return [WIRE_VERSION, WIRE_KIND[kind], drone_id, seq, secs, ms << MS_SHIFT | source]
+
+
+def _position_to_wire(pos: object, err: ErrorClass) -> list[int]:
+    if not isinstance(pos, Position):
+        raise err("bad_type", f"expected a Position, got {type(pos).__name__}", "$.position")
+    return [
+        v.scaled(pos.lat, LAT_LON_SCALE, "$.lat_deg", *LAT_RANGE, err),
+        v.scaled(pos.lon, LAT_LON_SCALE, "$.lon_deg", *LON_RANGE, err),
+        v.scaled(pos.alt_m, ALT_SCALE, "$.alt_m", *ALT_RANGE, err),
+    ]
+
+
+def _telemetry_body(msg: Telemetry, err: ErrorClass) -> list[Any]:
+    return [
+        *_position_to_wire(msg.position, err),
+        v.scaled(msg.heading_deg, HEADING_SCALE, "$.heading_deg", *HEADING_RANGE, err),
+        v.scaled(msg.speed_mps, SPEED_SCALE, "$.speed_mps", *SPEED_RANGE, err),
+        v.int_in(msg.battery_pct, "$.battery_pct", 0, 100, err),
+        v.int_in(msg.flags, "$.flags", 0, FLAGS_MAX, err),
+    ]
+
+
+def _violation_body(msg: Violation, err: ErrorClass) -> list[Any]:
+    body: list[Any] = [
+        *_position_to_wire(msg.position, err),
+        v.text(msg.plate, "$.plate", v.PLATE_RE, err, code="bad_plate"),
+        v.text(msg.region, "$.region", v.REGION_RE, err),
+        v.scaled(msg.confidence, CONFIDENCE_SCALE, "$.confidence", *CONFIDENCE_RANGE, err),
+        v.violation_code(msg.code, "$.code", err),
+        v.evidence_from_hex(msg.evidence_id, "$.evidence_id", err),
+    ]
+    if msg.vehicle is not None:
+        body += _vehicle_to_wire(msg.vehicle, err)
+    while len(_HEADER_FIELDS) + len(body) > _VIOLATION_REQUIRED and body[-1] is None:
+        body.pop()  # canonical form: trailing absent details are left out, not sent as nil
+    return body
+
+
+def _vehicle_to_wire(vehicle: object, err: ErrorClass) -> list[str | None]:
+    if not isinstance(vehicle, Vehicle):
+        raise err("bad_type", f"expected a Vehicle or None, got {type(vehicle).__name__}",
+                  "$.vehicle")
+    return [
+        v.optional_text(vehicle.make, "$.vehicle.make", v.VEHICLE_TEXT_RE, err),
+        v.optional_text(vehicle.colour, "$.vehicle.colour", v.VEHICLE_TEXT_RE, err),
+        v.optional_text(vehicle.body, "$.vehicle.body", v.VEHICLE_TEXT_RE, err),
+    ]
+
+
+# --- decode -------------------------------------------------------------------------------------
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """The message in `data`. Raises RemoteProtocolError (code, path) for anything invalid, and
+    nothing else: no msgpack, Unicode or memory error escapes."""
+    return from_wire(unpack(data))
+
+
+def unpack(data: object) -> list[Any]:
+    """The payload's top-level msgpack array, within the size limits; raises RemoteProtocolError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise RemoteProtocolError("bad_type", f"expected bytes, got {type(data).__name__}", "$")
+    size = memoryview(data).nbytes
+    if size > MAX_MESSAGE_SIZE:
+        raise RemoteProtocolError("oversized", f"{size} bytes > the limit {MAX_MESSAGE_SIZE}")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, **_LIMITS)
+    except msgpack.ExtraData:
+        raise RemoteProtocolError("trailing_bytes", "bytes after the message's array") from None
+    except Exception:  # every msgpack failure becomes a precise ProtocolError below
+        raise _diagnose(data) from None
+    if not isinstance(obj, list):
+        raise RemoteProtocolError("bad_type", f"expected an array, got {type(obj).__name__}", "$")
+    return obj
+
+
+_NEVER_USED = b"\xc1"  # the one byte msgpack reserves
+
+
+def _diagnose(data: bytes | bytearray | memoryview) -> ProtocolError:
+    """Why `data` does not unpack, found by unpacking it one field at a time (slow path only)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
+                                max_buffer_size=MAX_MESSAGE_SIZE, **_LIMITS)
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+    except msgpack.OutOfData:
+        return RemoteProtocolError("truncated", "the payload ends before the array header")
+    except Exception:  # not an array header: a reserved byte, or another type
+        if bytes(data[:1]) == _NEVER_USED:
+            return RemoteProtocolError("malformed", "0xc1 is not a msgpack type")
+        return RemoteProtocolError("bad_type", "expected a msgpack array", "$")
+    if count > MAX_FIELDS:
+        return RemoteProtocolError("oversized", f"{count} fields > {MAX_FIELDS}", "$")
+    kind: Kind | None = None
+    for index in range(count):
+        path = _path(kind, index)
+        try:
+            value = unpacker.unpack()
+        except msgpack.OutOfData:
+            return RemoteProtocolError("truncated", "the payload ends inside this field", path)
+        except Exception as exc:  # anything else msgpack may raise, translated
+            return _unpack_error(exc, path)
+        if index == 1 and v.is_int(value):
+            kind = _KIND_OF_WIRE.get(value)
+    return RemoteProtocolError("malformed", "not valid msgpack")
+
+
+def _unpack_error(exc: Exception, path: str) -> ProtocolError:
+    if isinstance(exc, UnicodeDecodeError):
+        return RemoteProtocolError("malformed", "str is not valid UTF-8", path)
+    if isinstance(exc, ValueError) and "exceeds max" in str(exc):
+        return RemoteProtocolError("oversized", f"value beyond the decoder's limits: {exc}", path)
+    return RemoteProtocolError("malformed", f"not valid msgpack ({type(exc).__name__})", path)
+
+
+def from_wire(fields: Sequence[Any]) -> Message:
+    """The message of a wire array; raises RemoteProtocolError."""
+    err = RemoteProtocolError
+    kind, minor = _envelope(fields)
+    fields = _fit_length(fields, kind, minor)
+    header = _header_from_wire(fields)
+    if kind is Kind.TELEMETRY:
+        return _telemetry_from_wire(header, fields)
+    if kind is Kind.VIOLATION:
+        return _violation_from_wire(header, fields)
+    return Status(header, v.boolean(fields[6], "$.online", err))
+
+
+def _envelope(fields: Sequence[Any]) -> tuple[Kind, int]:
+    """(kind, minor) of a wire array. The version goes first: a new major may change the rest."""
+    err = RemoteProtocolError
+    if not fields:
+        raise err("missing_field", "empty array", "$.schema")
+    version = fields[0]
+    if not v.is_int(version):
+        raise err("bad_type", f"expected an integer, got {type(version).__name__}", "$.schema")
+    if version < 0 or version >> 4 != SCHEMA_MAJOR:
+        raise err("unknown_version", f"unknown schema version {version} (major {version >> 4})",
+                  "$.schema")
+    if len(fields) < 2:
+        raise err("missing_field", "no kind", "$.kind")
+    wire_kind = fields[1]
+    if not v.is_int(wire_kind):
+        raise err("bad_type", f"expected an integer, got {type(wire_kind).__name__}", "$.kind")
+    if wire_kind not in _KIND_OF_WIRE:
+        raise err("unknown_kind", f"unknown message kind {wire_kind}", "$.kind")
+    return _KIND_OF_WIRE[wire_kind], version & 0x0F
+
+
+def _fit_length(fields: Sequence[Any], kind: Kind, minor: int) -> Sequence[Any]:
+    """The fields this minor knows; a newer minor's appended fields are dropped, unread."""
+    names = FIELDS[kind]
+    required = len(names) - _OPTIONAL_TAIL[kind]
+    if len(fields) < required:
+        raise RemoteProtocolError("missing_field", f"{kind.value} needs {required} fields, got "
+                                  f"{len(fields)}", _path(kind, len(fields)))
+    if len(fields) > len(names):
+        if minor <= SCHEMA_MINOR:
+            raise RemoteProtocolError("extra_field", f"{kind.value} {SCHEMA_MAJOR}.{minor} has "
+                                      f"{len(names)} fields, got {len(fields)}", f"$[{len(names)}]")
+        return fields[: len(names)]
+    return fields
+
+
+def _header_from_wire(fields: Sequence[Any]) -> Header:
+    err = RemoteProtocolError
+    drone_id = v.text(fields[2], "$.drone_id", v.DRONE_ID_RE, err)
+    seq = v.int_in(fields[3], "$.seq", 0, v.UINT32_MAX, err)
+    secs = v.int_in(fields[4], "$.time_ms", 0, v.UINT32_MAX, err, code="invalid_time")
+    sub = v.int_in(fields[5], "$.time_ms", 0, 999 << MS_SHIFT | 3, err)
+    source = sub & ((1 << MS_SHIFT) - 1)
+    if source > max(TimeSource):
+        raise err("out_of_range", f"unknown time source {source}", "$.time_source")
+    ms = v.time_ms(secs * 1000 + (sub >> MS_SHIFT), "$.time_ms", err)
+    return Header(drone_id, seq, ms, TimeSource(source))
+
+
+def _position_from_wire(fields: Sequence[Any]) -> Position:
+    err = RemoteProtocolError
+    lat = v.int_in(fields[6], "$.lat_deg", *LAT_RANGE, err)
+    lon = v.int_in(fields[7], "$.lon_deg", *LON_RANGE, err)
+    alt = v.int_in(fields[8], "$.alt_m", *ALT_RANGE, err)
+    return Position(lat / LAT_LON_SCALE, lon / LAT_LON_SCALE, alt / ALT_SCALE)
+
+
+def _telemetry_from_wire(header: Header, fields: Sequence[Any]) -> Telemetry:
+    err = RemoteProtocolError
+    return Telemetry(
+        header,
+        _position_from_wire(fields),
+        v.int_in(fields[9], "$.heading_deg", *HEADING_RANGE, err) / HEADING_SCALE,
+        v.int_in(fields[10], "$.speed_mps", *SPEED_RANGE, err) / SPEED_SCALE,
+        v.int_in(fields[11], "$.battery_pct", 0, 100, err),
+        StatusFlags(v.int_in(fields[12], "$.flags", 0, FLAGS_MAX, err)),
+    )
+
+
+def _violation_from_wire(header: Header, fields: Sequence[Any]) -> Violation:
+    err = RemoteProtocolError
+    position = _position_from_wire(fields)
+    plate = v.text(fields[9], "$.plate", v.PLATE_RE, err, code="bad_plate")
+    region = v.text(fields[10], "$.region", v.REGION_RE, err)
+    confidence = v.int_in(fields[11], "$.confidence", *CONFIDENCE_RANGE, err) / CONFIDENCE_SCALE
+    code = v.violation_code(fields[12], "$.code", err)
+    evidence = v.evidence_bytes(fields[13], "$.evidence_id", err)
+    details = [*fields[14:17], None, None, None][:3]
+    vehicle = Vehicle(
+        v.optional_text(details[0], "$.vehicle.make", v.VEHICLE_TEXT_RE, err),
+        v.optional_text(details[1], "$.vehicle.colour", v.VEHICLE_TEXT_RE, err),
+        v.optional_text(details[2], "$.vehicle.body", v.VEHICLE_TEXT_RE, err),
+    )
+    return Violation(header, position, plate, region, confidence, code, evidence, vehicle)
