@@ -1,0 +1,72 @@
+"""Shared fixtures: the real local brokers (see presacop.stack and docs/stack.md).
+
+    stack               session-scoped Mosquitto + Kafka on free ports in a temp state dir
+    mosquitto_factory   factory(**Mosquitto kwargs) -> a started private Mosquitto (fault tests)
+    kafka_factory       factory(**Kafka kwargs) -> a started private Kafka (slow: Kafka faults only)
+
+Everything a fixture starts is stopped at teardown, also when the test fails; presacop.stack also
+stops leftovers at interpreter exit as a last resort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports
+
+# Test brokers get a smaller heap than `presacop stack up`: several may run at once on 2 cores.
+TEST_KAFKA_HEAP = "512m"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real Mosquitto + Kafka for the whole session: .mqtt_host .mqtt_port .kafka_bootstrap."""
+    state = tmp_path_factory.mktemp("stack")
+    running = Stack(state, *free_ports(3), kafka_heap=TEST_KAFKA_HEAP)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """factory(port=None, **kwargs) -> a started private Mosquitto you may stop/kill/restart."""
+    started: list[Mosquitto] = []
+
+    def factory(port: int | None = None, **kwargs: Any) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"mosquitto-{len(started)}", port or free_port(), **kwargs)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    try:
+        yield factory
+    finally:
+        for broker in started:
+            broker.stop()
+
+
+@pytest.fixture
+def kafka_factory(tmp_path: Path) -> Iterator[Callable[..., Kafka]]:
+    """factory(**kwargs) -> a started private Kafka (free ports, 512 MB heap) you may stop/kill."""
+    started: list[Kafka] = []
+
+    def factory(**kwargs: Any) -> Kafka:
+        port, controller = free_ports(2)
+        kwargs.setdefault("heap", TEST_KAFKA_HEAP)
+        broker = Kafka(tmp_path / f"kafka-{len(started)}", port, controller, **kwargs)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    try:
+        yield factory
+    finally:
+        for broker in started:
+            broker.stop()

@@ -1,0 +1,194 @@
+"""The local stack is real: messages cross the real Mosquitto and Kafka, and `presacop stack`
+starts, reports and stops exactly its own processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from presacop.stack import Kafka, Mosquitto, Stack
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 uses the deprecated importlib.resources API at import time.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+class Subscriber:
+    """A paho client collecting payloads of one topic, with a persistent session if asked."""
+
+    def __init__(self, port: int, topic: str, client_id: str, clean: bool = True) -> None:
+        self.payloads: list[bytes] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_a: self.subscribed.set()
+        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "no SUBACK from the broker"
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads.append(msg.payload)
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.payloads) >= count:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.payloads)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_all(port: int, topic: str, payloads: list[bytes]) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, p, qos=1) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+            assert info.is_published(), "PUBACK missing"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def produce_all(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        futures = [producer.send(topic, v) for v in values]
+        for future in futures:
+            meta = future.get(timeout=30)
+            assert meta.offset >= 0
+    finally:
+        producer.close(timeout=10)
+
+
+def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
+    tp = TopicPartition(topic, 0)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    values: list[bytes] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        for _ in range(int(timeout * 2)):
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(r.value for r in records)
+            if len(values) >= count:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+# -- the brokers are real ------------------------------------------------------------------------
+
+
+def test_mqtt_publish_subscribe_through_mosquitto(stack: Stack) -> None:
+    topic = f"test/stack/{uuid.uuid4().hex}"
+    sent = [f"m{i}".encode() for i in range(500)]
+    sub = Subscriber(stack.mqtt_port, topic, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+    try:
+        publish_all(stack.mqtt_port, topic, sent)
+        got = sub.wait_for(len(sent))
+    finally:
+        sub.close()
+    assert got == sent
+
+
+def test_kafka_produce_consume_acks_all(stack: Stack) -> None:
+    topic = f"test-stack-{uuid.uuid4().hex[:12]}"
+    create_topic(stack.kafka_bootstrap, topic)
+    sent = [f"r{i}".encode() for i in range(300)]
+    produce_all(stack.kafka_bootstrap, topic, sent)
+    assert consume_all(stack.kafka_bootstrap, topic, len(sent)) == sent
+
+
+def test_mosquitto_config_never_drops_qos1_silently(stack: Stack) -> None:
+    conf = stack.mosquitto.config_text()
+    assert "max_queued_messages 0" in conf.splitlines()
+    assert "persistence true" in conf.splitlines()
+    assert f"listener {stack.mqtt_port} 127.0.0.1" in conf.splitlines()
+
+
+def test_mosquitto_restart_keeps_queued_qos1_for_persistent_session(
+    mosquitto_factory: Callable[..., Mosquitto],
+) -> None:
+    broker = mosquitto_factory()
+    topic = f"test/persist/{uuid.uuid4().hex}"
+    client_id = f"durable-{uuid.uuid4().hex[:8]}"
+    Subscriber(broker.port, topic, client_id, clean=False).close()  # session exists, offline
+    sent = [f"q{i}".encode() for i in range(50)]
+    publish_all(broker.port, topic, sent)
+    first_pid = broker.pid
+    broker.stop()  # a clean stop saves the in-memory database
+    assert not broker.running()
+    broker.start()
+    assert broker.pid != first_pid
+    sub = Subscriber(broker.port, topic, client_id, clean=False)
+    try:
+        got = sub.wait_for(len(sent))
+    finally:
+        sub.close()
+    assert got == sent
+
+
+def test_kafka_restart_keeps_data(kafka_factory: Callable[..., Kafka]) -> None:
+    broker = kafka_factory()
+    topic = f"test-restart-{uuid.uuid4().hex[:12]}"
+    create_topic(broker.bootstrap, topic)
+    sent = [f"d{i}".encode() for i in range(20)]
+    produce_all(broker.bootstrap, topic, sent)
+    broker.stop()
+    assert not broker.running()
+    broker.start()
+    assert consume_all(broker.bootstrap, topic, len(sent)) == sent
+
+
+def test_kill_leaves_no_process(mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto_factory()
+    pid = broker.pid
+    assert pid is not None
+    broker.kill()
+    assert not broker.running()
+    with pytest.raises(ProcessLookupError):
+        _signal0(pid)
+
+
+def _signal0(pid: int) -> None:
+    import os
+
+    # A zombie still answers signal 0; treat it as gone only if /proc says so.
+    os.kill(pid, 0)
+    with open(f"/proc/{pid}/stat") as stat:
+        if stat.read().rpartition(")")[2].split()[0] == "Z":
+            raise ProcessLookupError(pid)
