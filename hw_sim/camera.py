@@ -252,7 +252,9 @@ class _Geometry:
     """Where things are in a frame of a given size. Lengths are given at 720p and scaled."""
 
     def __init__(self, width: int, height: int) -> None:
-        self.scale = min(height / 720, width / 1280)
+        # Scale with the height (plates stay as legible as the sensor allows), unless the frame
+        # is too narrow to show at least two parking slots.
+        self.scale = min(height / 720, width / (2 * _SLOT))
         self.width, self.height = width, height
         self.period = self.s(320)  # the background repeats every `period` pixels
         self.slot = self.s(_SLOT)

@@ -108,7 +108,8 @@ REGION_NAMES: dict[str, str] = {
 
 # Vehicle values as the NYC parking-violation records spell them, with rough weights.
 MAKES: dict[str, float] = {
-    "TOYOT": 0.16, "HONDA": 0.14, "FORD": 0.12, "NISSA": 0.10, "CHEVR": 0.08, "HYUND": 0.05,
+    "TOYOT": 0.15, "HONDA": 0.13, "FORD": 0.11, "NISSA": 0.09, "CHEVR": 0.07, "ME/BE": 0.05,
+    "HYUND": 0.04,
     "JEEP": 0.05, "BMW": 0.04, "LEXUS": 0.04, "DODGE": 0.04, "SUBAR": 0.03, "ACURA": 0.03,
     "VOLKS": 0.03, "KIA": 0.03, "MAZDA": 0.02, "INFIN": 0.02, "GMC": 0.02,
 }
