@@ -1,0 +1,325 @@
+"""The Kafka side: an idempotent producer that keeps retrying until each record is acknowledged.
+
+One owned thread, `gateway-kafka`, makes the producer (retrying while Kafka is unreachable),
+creates the topics if asked, and calls `producer.send` for submitted records and for retries that
+are due. kafka-python's own I/O thread completes the futures; their callbacks only report or
+re-queue. A second thread, `gateway-kafka-health`, probes the cluster with an admin request every
+`health_interval_s` so `up` also moves when nothing is being produced.
+
+A record submitted here ends in exactly one of two ways, reported through its callback:
+  - `None`: Kafka acknowledged it (acks=all, idempotent producer);
+  - a `RecordRejected`: Kafka refuses this record for good (too large, bad timestamp...).
+Everything else (broker down, timeouts, leader moves) is retried with jittered backoff forever,
+so memory is bounded only by what the caller submits (the MQTT Receive Maximum).
+
+Errors: `RecordRejected` (passed to callbacks, never raised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backoff import Backoff
+from .config import KafkaConfig
+from .records import OutRecord
+
+log = logging.getLogger("gateway.kafka")
+
+Callback = Callable[["RecordRejected | None"], None]
+
+
+class RecordRejected(Exception):
+    """Kafka will never accept this record (not a transient failure)."""
+
+
+@dataclass(order=True)
+class _Item:
+    due: float
+    order: int
+    record: OutRecord = field(compare=False)
+    callback: Callback = field(compare=False)
+    attempts: int = field(default=0, compare=False)
+
+
+class KafkaSink:
+    """Produces records until acknowledged. `submit` is thread-safe and never blocks."""
+
+    def __init__(self, cfg: KafkaConfig, client_id: str, *, retry_min_s: float = 0.2,
+                 retry_max_s: float = 10.0, on_state: Callable[[bool], None] | None = None,
+                 on_retry: Callable[[], None] | None = None) -> None:
+        self._cfg = cfg
+        self._client_id = client_id
+        self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
+        self._on_state = on_state or (lambda up: None)
+        self._on_retry = on_retry or (lambda: None)
+        self._cond = threading.Condition()
+        self._heap: list[_Item] = []
+        self._order = itertools.count()
+        self._outstanding = 0  # submitted and not yet reported through a callback
+        self._stopping = False
+        self._up = False
+        self._producer: Any = None
+        self._thread = threading.Thread(target=self._run, name="gateway-kafka", daemon=True)
+        self._health = threading.Thread(target=self._probe_loop, name="gateway-kafka-health",
+                                        daemon=True)
+        self._topics_ready = threading.Event()
+        self._stop_event = threading.Event()
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def start(self) -> None:
+        self._thread.start()
+        self._health.start()
+
+    def submit(self, record: OutRecord, callback: Callback) -> None:
+        """Produce `record`; `callback` runs once, on another thread, with the outcome."""
+        with self._cond:
+            self._outstanding += 1
+            heapq.heappush(self._heap, _Item(0.0, next(self._order), record, callback))
+            self._cond.notify()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted record has been reported. True if it happened in time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._outstanding:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop producing (outstanding records are abandoned: their callbacks never run)."""
+        with self._cond:
+            self._stopping = True
+            self._stop_event.set()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self._health.join(timeout)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=timeout)
+
+    # -- the producing thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff(self._retry_min_s, self._retry_max_s)
+        while not self._stopping:
+            if self._producer is None:
+                if not self._connect():
+                    self._sleep(backoff.next())
+                    continue
+                backoff.reset()
+            item = self._next_due()
+            if item is not None:
+                self._send(item)
+
+    def _connect(self) -> bool:
+        from kafka.errors import KafkaError
+
+        try:
+            if self._cfg.create_topics and not self._topics_ready.is_set():
+                self._create_topics()
+            self._producer = self._make_producer()
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka not reachable: %s", exc,
+                        extra={"bootstrap": self._cfg.bootstrap_servers})
+            self._set_up(False)
+            return False
+        self._topics_ready.set()
+        self._set_up(True)
+        log.info("kafka producer ready", extra={"bootstrap": self._cfg.bootstrap_servers})
+        return True
+
+    def _next_due(self) -> _Item | None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                if self._heap and self._heap[0].due <= now:
+                    return heapq.heappop(self._heap)
+                wait = self._heap[0].due - now if self._heap else 0.5
+                self._cond.wait(min(wait, 0.5))
+        return None
+
+    def _send(self, item: _Item) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        r = item.record
+        try:
+            future = self._producer.send(r.topic, value=r.value, key=r.key,
+                                         headers=list(r.headers))
+        except KafkaTimeoutError as exc:  # no metadata / no buffer space within max_block_ms
+            self._retry(item, exc)
+            return
+        except (ValueError, TypeError) as exc:
+            self._report(item, RecordRejected(f"{type(exc).__name__}: {exc}"))
+            return
+        except Exception as exc:  # a producer in a bad state: rebuild it
+            log.warning("kafka producer failed, rebuilding it: %s", exc)
+            self._retry(item, exc)
+            self._drop_producer()
+            return
+        future.add_callback(lambda _meta: self._acked(item))
+        future.add_errback(lambda exc: self._failed(item, exc))
+
+    def _acked(self, item: _Item) -> None:
+        self._set_up(True)
+        self._report(item, None)
+
+    def _failed(self, item: _Item, exc: BaseException) -> None:
+        if _permanent(exc):
+            self._report(item, RecordRejected(f"{type(exc).__name__}: {exc}"))
+            return
+        self._set_up(False)
+        self._retry(item, exc)
+
+    def _retry(self, item: _Item, exc: BaseException) -> None:
+        item.attempts += 1
+        delay = Backoff.delay(self._retry_min_s, self._retry_max_s, item.attempts)
+        if item.attempts == 1 or item.attempts % 10 == 0:
+            log.warning("produce failed, retrying: %s", exc,
+                        extra={"topic": item.record.topic, "attempts": item.attempts})
+        self._on_retry()
+        with self._cond:
+            item.due = time.monotonic() + delay
+            item.order = next(self._order)
+            heapq.heappush(self._heap, item)
+            self._cond.notify()
+
+    def _report(self, item: _Item, outcome: RecordRejected | None) -> None:
+        try:
+            item.callback(outcome)
+        except Exception:  # a callback bug must not kill kafka-python's I/O thread
+            log.exception("record callback failed")
+        with self._cond:
+            self._outstanding -= 1
+            self._cond.notify_all()
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=1)
+            except Exception:
+                log.debug("closing a failed producer", exc_info=True)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop_event.wait(seconds)
+
+    def _set_up(self, up: bool) -> None:
+        if up != self._up:
+            self._up = up
+            log.info("kafka %s", "up" if up else "down")
+        self._on_state(up)
+
+    # -- Kafka construction ----------------------------------------------------------------
+
+    def _common(self) -> dict[str, Any]:
+        c = self._cfg
+        opts: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in c.bootstrap_servers.split(",") if s.strip()],
+            "security_protocol": c.security_protocol,
+            "request_timeout_ms": c.producer.request_timeout_ms,
+            "reconnect_backoff_max_ms": 2000,
+            "bootstrap_timeout_ms": 5000,
+        }
+        if c.sasl_mechanism:
+            opts.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
+                        sasl_plain_password=c.sasl_password)
+        for key, value in (("ssl_cafile", c.ssl_ca_file), ("ssl_certfile", c.ssl_cert_file),
+                           ("ssl_keyfile", c.ssl_key_file)):
+            if value:
+                opts[key] = value
+        return opts
+
+    def _make_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        p = self._cfg.producer
+        return KafkaProducer(
+            **self._common(),
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=p.linger_ms,
+            batch_size=p.batch_size,
+            compression_type=None if p.compression_type == "none" else p.compression_type,
+            delivery_timeout_ms=p.delivery_timeout_ms,
+            max_in_flight_requests_per_connection=p.max_in_flight,
+            max_block_ms=p.max_block_ms,
+        )
+
+    def _admin(self) -> Any:
+        from kafka.admin import KafkaAdminClient
+
+        return KafkaAdminClient(**self._common(), client_id=f"{self._client_id}-admin")
+
+    def _create_topics(self) -> None:
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = self._admin()
+        try:
+            existing = set(admin.list_topics())
+            wanted = [t for t in self._cfg.topics.all() if t not in existing]
+            if wanted:
+                new = [NewTopic(t, self._cfg.partitions, self._cfg.replication_factor)
+                       for t in wanted]
+                with contextlib.suppress(TopicAlreadyExistsError):  # another gateway was first
+                    admin.create_topics(new)
+                log.info("created kafka topics", extra={"topics": wanted})
+        finally:
+            admin.close()
+
+    # -- the health probe -------------------------------------------------------------------
+
+    def _probe_loop(self) -> None:
+        admin = None
+        while not self._stopping:
+            try:
+                if admin is None:
+                    admin = self._admin()
+                admin.describe_cluster()
+                self._set_up(True)
+            except Exception as exc:
+                log.debug("kafka probe failed: %s", exc)
+                self._set_up(False)
+                if admin is not None:
+                    _close_quietly(admin)
+                    admin = None
+            self._sleep(self._cfg.health_interval_s)
+        if admin is not None:
+            _close_quietly(admin)
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:
+        log.debug("closing a kafka admin client", exc_info=True)
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Errors that no retry can fix, because the record itself is unacceptable."""
+    from kafka import errors
+
+    return isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError,
+                            errors.InvalidTimestampError, errors.CorruptRecordError))

@@ -1,0 +1,153 @@
+"""Prometheus metrics and the /metrics + /healthz HTTP endpoint.
+
+Each `Gateway` owns a `CollectorRegistry`, so several gateways can run in one process (benchmarks,
+tests) without clashing. The HTTP server is a small `ThreadingHTTPServer` on its own named thread,
+shut down by `MetricsServer.stop()`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+# Drone time -> Kafka acknowledgement. Wide buckets: messages replayed from a drone's outbox after
+# a link loss are legitimately minutes or hours old.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   300.0, 1800.0, 3600.0, 21600.0, 86400.0)
+# Per-drone gap series are exported only for drones that have holes, and at most this many, so a
+# large fleet cannot blow up the metrics' cardinality.
+MAX_DRONE_SERIES = 500
+
+
+class GatewayMetrics:
+    """All of the gateway's metrics, in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        p = "presacop_gateway_"
+        self.received = Counter(p + "messages_received", "MQTT messages received", registry=r)
+        self.acked = Counter(p + "messages_acked", "MQTT messages acknowledged to the broker",
+                             registry=r)
+        self.produced = Counter(p + "records_produced", "Records acknowledged by Kafka",
+                                ["type"], registry=r)
+        self.deadletter = Counter(p + "deadletter", "Messages dead-lettered", ["reason"],
+                                  registry=r)
+        self.alerts = Counter(p + "alerts", "Alerts raised for unqualified violations",
+                              registry=r)
+        self.duplicates = Counter(p + "duplicates_dropped",
+                                  "Redeliveries acknowledged without producing", registry=r)
+        self.window_misses = Counter(
+            p + "dedupe_window_misses",
+            "Messages older than the dedupe window (produced; may be duplicates)", registry=r)
+        self.produce_retries = Counter(p + "produce_retries", "Records produced again after a "
+                                       "failed attempt", registry=r)
+        self.stale_acks = Counter(
+            p + "stale_acks_dropped",
+            "Acks not sent because the MQTT connection they belonged to was gone "
+            "(the broker redelivers; the dedupe window acks the copy)", registry=r)
+        self.ignored_draining = Counter(
+            p + "messages_ignored_draining",
+            "Messages received while draining, left unacknowledged for redelivery", registry=r)
+        self.mqtt_connects = Counter(p + "mqtt_connects", "Successful MQTT connections",
+                                     registry=r)
+        self.in_flight = Gauge(p + "in_flight", "MQTT messages received and not yet acknowledged",
+                               registry=r)
+        self.in_flight_max = Gauge(p + "in_flight_max", "Highest in_flight seen", registry=r)
+        self.receive_maximum = Gauge(p + "receive_maximum", "Configured MQTT Receive Maximum",
+                                     registry=r)
+        self.kafka_up = Gauge(p + "kafka_up", "1 when Kafka is reachable", registry=r)
+        self.mqtt_connected = Gauge(p + "mqtt_connected", "1 when connected and subscribed",
+                                    registry=r)
+        self.latency = Histogram(p + "end_to_end_latency_seconds",
+                                 "Drone time to Kafka acknowledgement (synced drone clocks only)",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class SeqCollector(Collector):
+    """Exports the dedupe tracker's gap counters at scrape time (read under the caller's lock)."""
+
+    def __init__(self, snapshot: Callable[[], tuple[int, int, int, list[tuple[str, int, int]]]]):
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        missing, lost, gaps, per_drone = self._snapshot()
+        p = "presacop_gateway_"
+        yield GaugeMetricFamily(p + "seq_missing", "Seqs skipped and not arrived, inside the "
+                                "dedupe windows", value=missing)
+        yield GaugeMetricFamily(p + "seq_lost", "Seqs that left the dedupe window without "
+                                "arriving (per gateway; see docs)", value=lost)
+        yield GaugeMetricFamily(p + "seq_gap_events", "Forward seq jumps that skipped seqs",
+                                value=gaps)
+        m = GaugeMetricFamily(p + "drone_seq_missing", "Per drone: seqs missing in the window",
+                              labels=["drone_id"])
+        lo = GaugeMetricFamily(p + "drone_seq_lost", "Per drone: seqs lost from the window",
+                               labels=["drone_id"])
+        for drone_id, d_missing, d_lost in per_drone[:MAX_DRONE_SERIES]:
+            m.add_metric([drone_id], d_missing)
+            lo.add_metric([drone_id], d_lost)
+        yield m
+        yield lo
+
+
+class MetricsServer:
+    """Serves /metrics (Prometheus text) and /healthz (200 or 503 with a JSON body)."""
+
+    def __init__(self, address: str, registry: CollectorRegistry,
+                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+        host, _, port = address.rpartition(":")
+        handler = _handler(registry, health)
+        self._server = ThreadingHTTPServer((host, int(port)), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="gateway-metrics", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(registry: CollectorRegistry,
+             health: Callable[[], tuple[bool, dict[str, Any]]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            elif path == "/healthz":
+                ok, detail = health()
+                body = json.dumps({"ok": ok, **detail}).encode()
+                self._send(200 if ok else 503, "application/json", body)
+            else:
+                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scrapes every few seconds would drown the service log
+
+    return Handler

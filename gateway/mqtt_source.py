@@ -1,0 +1,239 @@
+"""The MQTT side: a paho-mqtt 2.x client with manual acknowledgement, on one owned thread.
+
+The thread `gateway-mqtt` owns the paho client outright: it connects, runs paho's loop, calls the
+`on_delivery` callback for each PUBLISH and sends every PUBACK. Other threads never touch the
+client; they hand acknowledgements over with `ack()`, a lock-free deque drained after each loop
+pass. That keeps paho single-threaded (its non-threaded mode writes to the socket directly from
+whichever thread queues a packet) and lets the acks be checked against the connection they
+belong to.
+
+Connection: MQTT 5, `clean_start=False` with a session expiry, so the broker keeps our shared
+subscription and queues QoS 1 messages while we are away; a Receive Maximum on CONNECT bounds
+how many unacknowledged messages the broker sends us (memory bound and backpressure). Reconnects
+use jittered exponential backoff, also when the broker is down at start.
+
+Why acks carry a connection generation: a packet id only means something within the session that
+issued it. An ack computed for a delivery of an earlier connection is dropped, not sent: after a
+reconnect the broker redelivers what we had not acknowledged (persistent session), and the
+gateway's dedupe window acknowledges that copy without producing it again. Sending the old id
+could instead acknowledge an unrelated message if the broker had lost the session.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .backoff import Backoff
+from .config import MqttConfig
+
+log = logging.getLogger("gateway.mqtt")
+
+_LOOP_TIMEOUT_S = 0.01  # also the longest an ack waits for the loop to send it
+_READ_BURST = 64  # packets read per loop pass when the socket has more
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One PUBLISH from the broker. `topic` is bytes when it is not valid UTF-8."""
+
+    topic: str | bytes
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    mid: int
+    generation: int  # which connection it came on (see the module docstring)
+
+
+class MqttSource:
+    """Subscribes `$share/<group>/<filter>` at QoS 1 and delivers messages until stopped."""
+
+    def __init__(self, cfg: MqttConfig, client_id: str, on_delivery: Callable[[Delivery], None],
+                 *, on_state: Callable[[bool], None] | None = None,
+                 on_stale_ack: Callable[[], None] | None = None) -> None:
+        self._cfg = cfg
+        self.client_id = client_id
+        self._on_delivery = on_delivery
+        self._on_state = on_state or (lambda connected: None)
+        self._on_stale_ack = on_stale_ack or (lambda: None)
+        self._acks: collections.deque[tuple[int, int, int]] = collections.deque()
+        self._generation = 0
+        self._subscribed = threading.Event()
+        self._stop = threading.Event()
+        self._connack_at: float | None = None
+        self._client = self._make_client()
+        self._thread = threading.Thread(target=self._run, name="gateway-mqtt", daemon=True)
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self._cfg.share_group}/{self._cfg.subscription}"
+
+    @property
+    def connected(self) -> bool:
+        """Connected and subscribed."""
+        return self._subscribed.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def ack(self, generation: int, mid: int, qos: int) -> None:
+        """Acknowledge a delivery (thread-safe; sent by the MQTT thread within ~10 ms)."""
+        if qos > 0:
+            self._acks.append((generation, mid, qos))
+
+    def pending_acks(self) -> int:
+        return len(self._acks)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send the acks already handed over, disconnect cleanly (the session stays on the
+        broker for `session_expiry_s`) and join the thread."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
+        while not self._stop.is_set():
+            if self._connect() and self._serve():
+                backoff.reset()
+            if self._stop.is_set():
+                break
+            delay = backoff.next()
+            log.info("mqtt reconnecting in %.2f s", delay)
+            self._stop.wait(delay)
+
+    def _connect(self) -> bool:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._cfg.session_expiry_s
+        props.ReceiveMaximum = self._cfg.receive_maximum
+        self._connack_at = None
+        try:
+            self._client.connect(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s,
+                                 clean_start=False, properties=props)
+        except (OSError, ValueError) as exc:
+            log.warning("mqtt connect failed: %s", exc,
+                        extra={"host": self._cfg.host, "port": self._cfg.port})
+            return False
+        return True
+
+    def _serve(self) -> bool:
+        """Run the loop until the connection ends. True if it had been accepted (CONNACK)."""
+        from paho.mqtt.client import MQTTErrorCode
+
+        started = time.monotonic()
+        while not self._stop.is_set():
+            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # paho reads one packet per loop(); under load, read the rest of what is there.
+                rc = self._client.loop_read(max_packets=_READ_BURST)
+            self._send_acks()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.warning("mqtt connection lost (%s)", rc.name if hasattr(rc, "name") else rc)
+                break
+            waited = time.monotonic() - started
+            if self._connack_at is None and waited > self._cfg.connect_timeout_s:
+                log.warning("mqtt: no CONNACK within %.1f s", self._cfg.connect_timeout_s)
+                break
+        else:
+            self._disconnect_cleanly()
+        self._lost()
+        return self._connack_at is not None
+
+    def _send_acks(self) -> None:
+        while self._acks:
+            generation, mid, qos = self._acks.popleft()
+            if generation != self._generation or not self._subscribed.is_set():
+                self._on_stale_ack()
+                continue
+            self._client.ack(mid, qos)
+
+    def _disconnect_cleanly(self) -> None:
+        self._send_acks()
+        try:
+            self._client.disconnect()
+            # Let the DISCONNECT (and the last PUBACKs queued before it) reach the socket.
+            deadline = time.monotonic() + 2.0
+            while self._client.want_write() and time.monotonic() < deadline:
+                self._client.loop_write()
+        except Exception:
+            log.debug("mqtt disconnect", exc_info=True)
+
+    def _lost(self) -> None:
+        self._subscribed.clear()
+        self._on_state(False)
+
+    # -- paho callbacks (run on this thread, inside loop()) -------------------------------------
+
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
+                             reconnect_on_failure=False)
+        client.connect_timeout = self._cfg.connect_timeout_s
+        if self._cfg.username:
+            client.username_pw_set(self._cfg.username, self._cfg.password or None)
+        tls = self._cfg.tls
+        if tls.enabled:
+            client.tls_set(ca_certs=tls.ca_file or None, certfile=tls.cert_file or None,
+                           keyfile=tls.key_file or None)
+            client.tls_insecure_set(tls.insecure)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _on_connect(self, client: Any, _userdata: object, flags: Any, reason: Any,
+                    _props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("mqtt connection refused: %s", reason)
+            return
+        self._connack_at = time.monotonic()
+        self._generation += 1
+        log.info("mqtt connected", extra={"session_present": flags.session_present,
+                                           "client_id": self.client_id})
+        # Subscribing again on a resumed session is harmless and covers a broker that lost it.
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, _client: object, _userdata: object, _mid: int, reasons: list[object],
+                      _props: object) -> None:
+        failed = [r for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            log.error("mqtt subscription refused: %s", failed[0],
+                      extra={"subscription": self.subscription})
+            return
+        log.info("mqtt subscribed", extra={"subscription": self.subscription})
+        self._subscribed.set()
+        self._on_state(True)
+
+    def _on_disconnect(self, _client: object, _userdata: object, _flags: object, reason: object,
+                       _props: object) -> None:
+        if self._subscribed.is_set():
+            log.warning("mqtt disconnected: %s", reason)
+        self._lost()
+
+    def _on_message(self, _client: object, _userdata: object, message: Any) -> None:
+        try:
+            topic: str | bytes = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(message._topic)  # paho keeps the raw bytes only privately
+        delivery = Delivery(topic=topic, payload=bytes(message.payload), qos=message.qos,
+                            retain=bool(message.retain), dup=bool(message.dup), mid=message.mid,
+                            generation=self._generation)
+        try:
+            self._on_delivery(delivery)
+        except Exception:  # a bug downstream must not kill the loop; the message stays unacked
+            log.exception("delivery handler failed", extra={"mid": delivery.mid})

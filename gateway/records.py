@@ -1,0 +1,209 @@
+"""Kafka records the gateway writes: pure builders, no I/O and no clock (times are passed in).
+
+The formats are the contract with the data team and are documented in docs/kafka-records.md;
+tests check the documented fields against what these functions build. Evolution rule: fields are
+only added (with a meaning that older readers may ignore), never renamed or re-typed; a breaking
+change bumps `RECORD_VERSION` and the `record-version` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import protocol
+
+# Version of the gateway's record envelope (the fields added around the protocol's JSON, the alert
+# and dead-letter formats). The message's own schema is `protocol.SCHEMA_VERSION`.
+RECORD_VERSION = "1"
+CONTENT_TYPE = b"application/json"
+
+# uuid5 namespace for alert ids: alert_id = uuid5(ALERT_NAMESPACE, message_id), so a redelivered
+# violation yields the same alert id and consumers can drop the copy.
+ALERT_NAMESPACE = uuid.UUID("5d0c5a8e-3f0e-4a53-9a57-3d1b0c6f4a11")
+
+# Gateway fields added to every message record (documented in docs/kafka-records.md).
+ENVELOPE_FIELDS = (
+    "message_id", "kind", "schema_version", "record_version", "received_ms", "gateway_id",
+    "delay_ms", "clock_suspect", "retained",
+)
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """One record to produce. `kind` is the record type (telemetry, violation, status, alert,
+    deadletter), used for metrics and the `record-type` header."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    kind: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the gateway knew when a message arrived."""
+
+    mqtt_topic: str
+    received_ms: int
+    gateway_id: str
+    qos: int = 1
+    retained: bool = False
+
+
+def alert_id(message_id: str) -> str:
+    """The alert id of a violation: deterministic, so redeliveries give the same id."""
+    return str(uuid.uuid5(ALERT_NAMESPACE, message_id))
+
+
+def clock_suspect(msg: protocol.Message, received_ms: int, max_skew_ms: int) -> bool:
+    """True when the drone's time cannot be trusted: unsynced clock, or ahead of the gateway's.
+
+    A drone time far *behind* is normal (the outbox replays messages after a link loss), so only
+    the future direction is suspect.
+    """
+    header = msg.header
+    if header.time_source == protocol.TimeSource.UNSYNCED:
+        return True
+    return header.time_ms - received_ms > max_skew_ms
+
+
+def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
+                   max_skew_ms: int) -> OutRecord:
+    """The record of a decoded message: protocol JSON plus the gateway's envelope fields."""
+    kind = protocol.kind_of(msg).value
+    mid = protocol.message_id(msg)
+    value = dict(protocol.to_json(msg))
+    envelope = {
+        "message_id": mid,
+        "kind": kind,
+        "schema_version": protocol.SCHEMA_VERSION,
+        "record_version": RECORD_VERSION,
+        "received_ms": receipt.received_ms,
+        "gateway_id": receipt.gateway_id,
+        "delay_ms": receipt.received_ms - msg.header.time_ms,
+        "clock_suspect": clock_suspect(msg, receipt.received_ms, max_skew_ms),
+        "retained": receipt.retained,
+    }
+    _merge(value, envelope)
+    return OutRecord(topic, msg.header.drone_id.encode(), _dumps(value),
+                     _headers(kind, mid), kind)
+
+
+def alert_record(msg: protocol.Violation, topic: str, receipt: Receipt) -> OutRecord:
+    """The open alert for an unqualified violation: what an operator needs to set the code.
+
+    Keyed by alert id, so every state of one alert (open, then resolved by the review step) lands
+    in one partition in order, and the topic can be compacted to the latest state per alert.
+    """
+    mid = protocol.message_id(msg)
+    aid = alert_id(mid)
+    violation = protocol.to_json(msg)
+    value = {
+        "alert_id": aid,
+        "state": "open",
+        "record_version": RECORD_VERSION,
+        "schema_version": protocol.SCHEMA_VERSION,
+        "message_id": mid,
+        "drone_id": msg.header.drone_id,
+        "time_ms": msg.header.time_ms,
+        "time_source": msg.header.time_source.name.lower(),
+        "position": violation.get("position", _position(msg)),
+        "plate": msg.plate,
+        "region": msg.region,
+        "confidence": msg.confidence,
+        "evidence_id": msg.evidence_id,
+        "vehicle": violation.get("vehicle"),
+        "code": None,
+        "code_set_by": None,
+        "received_ms": receipt.received_ms,
+        "gateway_id": receipt.gateway_id,
+        "updated_ms": receipt.received_ms,
+    }
+    return OutRecord(topic, aid.encode(), _dumps(value), _headers("alert", mid), "alert")
+
+
+def resolved_alert(open_alert: Mapping[str, Any], code: int, officer: str,
+                   now_ms: int) -> dict[str, Any]:
+    """The review step's record: the same alert id, state resolved, the officer's code.
+
+    Raises ValueError if `code` is not a known violation code or the alert is not open.
+    """
+    if open_alert.get("state") != "open":
+        raise ValueError(f"alert {open_alert.get('alert_id')} is not open")
+    if code not in protocol.VIOLATION_CODES:
+        raise ValueError(f"unknown violation code {code}")
+    resolved = dict(open_alert)
+    resolved.update(state="resolved", code=code, code_set_by="officer", officer=officer,
+                    updated_ms=now_ms)
+    return resolved
+
+
+def dead_letter_record(reason: str, detail: str, payload: bytes, topic: str,
+                       receipt: Receipt, *, path: str | None = None,
+                       drone_id: str | None = None, max_bytes: int = 65536) -> OutRecord:
+    """The record of a message that could not be accepted, with the original bytes.
+
+    Payloads larger than `max_bytes` are cut (their size and SHA-256 are kept), so an oversized
+    input can never make a record Kafka refuses.
+    """
+    kept = payload[:max_bytes]
+    value = {
+        "reason": reason,
+        "detail": detail,
+        "path": path,
+        "mqtt_topic": receipt.mqtt_topic,
+        "drone_id": drone_id,
+        "received_ms": receipt.received_ms,
+        "gateway_id": receipt.gateway_id,
+        "qos": receipt.qos,
+        "retained": receipt.retained,
+        "payload_b64": base64.b64encode(kept).decode("ascii"),
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_truncated": len(kept) < len(payload),
+        "record_version": RECORD_VERSION,
+    }
+    headers = (
+        ("content-type", CONTENT_TYPE),
+        ("record-type", b"deadletter"),
+        ("record-version", RECORD_VERSION.encode()),
+        ("reason", reason.encode()),
+    )
+    key = drone_id.encode() if drone_id else None
+    return OutRecord(topic, key, _dumps(value), headers, "deadletter")
+
+
+def _headers(kind: str, message_id: str) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("content-type", CONTENT_TYPE),
+        ("schema-version", protocol.SCHEMA_VERSION.encode()),
+        ("record-version", RECORD_VERSION.encode()),
+        ("record-type", kind.encode()),
+        ("message-id", message_id.encode()),
+    )
+
+
+def _merge(value: dict[str, Any], envelope: Mapping[str, Any]) -> None:
+    """Add the envelope; a protocol field of the same name must agree (it is the same fact)."""
+    for name, v in envelope.items():
+        if name in value and value[name] != v:
+            raise ValueError(f"protocol JSON field {name!r}={value[name]!r} clashes with the "
+                             f"gateway's {v!r}")
+        value[name] = v
+
+
+def _position(msg: protocol.Violation) -> dict[str, float]:
+    p = msg.position
+    return {"lat": p.lat, "lon": p.lon, "alt_m": p.alt_m}
+
+
+def _dumps(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()

@@ -1,0 +1,119 @@
+"""Routing: one MQTT message in, the Kafka records it becomes out. Pure: no I/O, no clock.
+
+    telemetry            -> topics.telemetry   (key: drone id)
+    status               -> topics.telemetry   (key: drone id; `kind` = "status")
+    violation            -> topics.violations  (key: drone id)
+    violation, code None -> topics.violations  + an open alert in topics.alerts (key: alert id)
+    anything that fails  -> topics.deadletter  (key: the topic's drone id when it has a valid one)
+
+`route` never raises: bad input is data. A failure of our own code while routing becomes a
+dead letter with reason `internal_error` rather than an exception in the MQTT loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import protocol
+
+from .config import TopicsConfig
+from .records import OutRecord, Receipt, alert_record, dead_letter_record, message_record
+
+# Dead-letter reasons of the gateway's own (the protocol's `ProtocolError.code`s are the others).
+DRONE_MISMATCH = "drone_mismatch"  # topic drone id != payload drone id: a forged sender
+KIND_MISMATCH = "kind_mismatch"  # topic kind != payload kind
+BAD_TOPIC_ENCODING = "bad_topic"  # the MQTT topic is not UTF-8
+INTERNAL_ERROR = "internal_error"  # a bug in the gateway while routing; the input is kept
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    topics: TopicsConfig
+    max_clock_skew_ms: int = 300_000
+    deadletter_max_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The outcome for one MQTT message.
+
+    `drone_id`/`seq` are set for accepted messages (used for dedupe); `reason` for dead letters.
+    """
+
+    records: tuple[OutRecord, ...]
+    drone_id: str | None = None
+    seq: int | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    drone_time_ms: int | None = None
+    time_trusted: bool = False
+
+
+def route(topic: str | bytes, payload: bytes, receipt: Receipt, settings: RouteSettings) -> Routed:
+    """Turn one MQTT message into records. Never raises."""
+    try:
+        return _route(topic, payload, receipt, settings)
+    except Exception as exc:  # keep the input and the gateway alive, whatever went wrong
+        return _dead(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", payload, receipt, settings,
+                     drone_id=None)
+
+
+def _route(topic: str | bytes, payload: bytes, receipt: Receipt, settings: RouteSettings) -> Routed:
+    if isinstance(topic, bytes):
+        return _dead(BAD_TOPIC_ENCODING, "MQTT topic is not valid UTF-8", payload, receipt,
+                     settings, drone_id=None)
+    try:
+        topic_drone, topic_kind = protocol.parse_topic(topic)
+    except protocol.ProtocolError as exc:
+        return _dead(exc.code, str(exc), payload, receipt, settings,
+                     drone_id=_drone_segment(topic), path=exc.path)
+    try:
+        msg = protocol.decode(payload)
+    except protocol.ProtocolError as exc:
+        return _dead(exc.code, str(exc), payload, receipt, settings, drone_id=topic_drone,
+                     path=exc.path)
+    header = msg.header
+    if header.drone_id != topic_drone:
+        return _dead(DRONE_MISMATCH,
+                     f"topic is for drone {topic_drone!r}, payload says {header.drone_id!r}",
+                     payload, receipt, settings, drone_id=topic_drone, path="$.header.drone_id")
+    kind = protocol.kind_of(msg)
+    if kind != topic_kind:
+        return _dead(KIND_MISMATCH, f"topic is for {topic_kind.value}, payload is {kind.value}",
+                     payload, receipt, settings, drone_id=topic_drone)
+    return _accept(msg, kind, receipt, settings)
+
+
+def _accept(msg: protocol.Message, kind: protocol.Kind, receipt: Receipt,
+            settings: RouteSettings) -> Routed:
+    topics = settings.topics
+    target = topics.violations if kind == protocol.Kind.VIOLATION else topics.telemetry
+    records = [message_record(msg, target, receipt, settings.max_clock_skew_ms)]
+    if isinstance(msg, protocol.Violation) and msg.code is None:
+        records.append(alert_record(msg, topics.alerts, receipt))
+    header = msg.header
+    trusted = header.time_source != protocol.TimeSource.UNSYNCED
+    return Routed(tuple(records), drone_id=header.drone_id, seq=header.seq,
+                  message_id=protocol.message_id(msg), drone_time_ms=header.time_ms,
+                  time_trusted=trusted)
+
+
+def _dead(reason: str, detail: str, payload: bytes, receipt: Receipt, settings: RouteSettings,
+          *, drone_id: str | None, path: str | None = None) -> Routed:
+    record = dead_letter_record(reason, detail, payload, settings.topics.deadletter, receipt,
+                                path=path, drone_id=drone_id,
+                                max_bytes=settings.deadletter_max_bytes)
+    return Routed((record,), reason=reason)
+
+
+def _drone_segment(topic: str) -> str | None:
+    """The drone id of a topic whose kind is bad, if its drone segment is itself valid."""
+    parts = topic.split("/")
+    if len(parts) != 5:
+        return None
+    probe = "/".join([*parts[:4], protocol.Kind.TELEMETRY.value])
+    try:
+        drone_id, _ = protocol.parse_topic(probe)
+    except protocol.ProtocolError:
+        return None
+    return drone_id

@@ -1,0 +1,301 @@
+"""The gateway service: MQTT deliveries in, Kafka records out, each MQTT ack only after Kafka's.
+
+Threads (all owned, named, and joined by `stop`):
+
+    gateway-mqtt          paho loop: receives, routes (pure), dedupes, submits; sends PUBACKs
+    gateway-kafka         KafkaProducer.send for new records and due retries
+    kafka-python I/O      completes futures -> `_record_done` (counts, hands acks back)
+    gateway-kafka-health  admin probe for `kafka_up`
+    gateway-metrics       /metrics and /healthz
+    caller of `run()`     readiness, systemd watchdog, waits for `stop()`, then drains
+
+The ack path: a delivery becomes one `_Pending` with one or two records (a violation without a
+code also raises an alert). When Kafka has acknowledged all of them, the delivery's
+(connection generation, packet id) goes back to the MQTT thread, which sends the PUBACK. A record
+Kafka refuses for good is replaced by a dead-letter record, so nothing accepted is dropped.
+
+Backpressure: the broker sends at most `mqtt.receive_maximum` unacknowledged messages; while
+Kafka is down nothing is acknowledged, so at most that many messages (and their records) are held
+in memory, retrying, until Kafka returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import GatewayConfig
+from .dedupe import SeqTracker, Verdict
+from .kafka_sink import KafkaSink, RecordRejected
+from .metrics import GatewayMetrics, MetricsServer, SeqCollector
+from .mqtt_source import Delivery, MqttSource
+from .records import OutRecord, Receipt, dead_letter_record
+from .router import Routed, RouteSettings, route
+from .systemd import Notifier
+
+log = logging.getLogger("gateway")
+
+KAFKA_REJECTED = "kafka_rejected"  # dead-letter reason: Kafka refused the record for good
+
+
+@dataclass
+class _Pending:
+    """One accepted delivery waiting for Kafka. `acks` are (generation, mid, qos) to send."""
+
+    routed: Routed
+    payload: bytes
+    receipt: Receipt
+    remaining: int
+    acks: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+class Gateway:
+    """MQTT -> Kafka bridge. `start()`/`stop()` for library use, `run()` for the service.
+
+    Raises nothing from `start`: unreachable brokers are retried (see `/healthz`). `run` returns
+    the process exit code.
+    """
+
+    def __init__(self, config: GatewayConfig, *, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.gateway_id = config.mqtt.effective_client_id()
+        self.metrics = GatewayMetrics()
+        self.metrics.receive_maximum.set(config.mqtt.receive_maximum)
+        self._notifier = notifier or Notifier()
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones)
+        self._in_flight = 0
+        self._in_flight_max = 0
+        self._draining = False
+        self._stop_requested = False  # a plain flag: set from signal handlers
+        self._stopped = threading.Event()
+        self._settings = RouteSettings(
+            topics=config.kafka.topics,
+            max_clock_skew_ms=int(config.limits.max_clock_skew_s * 1000),
+            deadletter_max_bytes=config.limits.deadletter_max_bytes,
+        )
+        self.metrics.add_collector(SeqCollector(self._seq_snapshot))
+        self._kafka = KafkaSink(config.kafka, self.gateway_id,
+                                retry_min_s=config.limits.retry_min_s,
+                                retry_max_s=config.limits.retry_max_s,
+                                on_state=lambda up: self.metrics.kafka_up.set(int(up)),
+                                on_retry=self.metrics.produce_retries.inc)
+        self._mqtt = MqttSource(config.mqtt, self.gateway_id, self._on_delivery,
+                                on_state=lambda c: self.metrics.mqtt_connected.set(int(c)),
+                                on_stale_ack=self.metrics.stale_acks.inc)
+        self._server: MetricsServer | None = None
+        if config.metrics.address:
+            self._server = MetricsServer(config.metrics.address, self.metrics.registry,
+                                         self.health)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def metrics_address(self) -> str | None:
+        """host:port of /metrics (the real port when the config said 0), or None if disabled."""
+        return self._server.address if self._server else None
+
+    def start(self) -> None:
+        """Start every thread and return. Brokers that are down are retried in the background."""
+        if self._server:
+            self._server.start()
+            log.info("metrics listening", extra={"address": self._server.address})
+        self._kafka.start()
+        self._mqtt.start()
+        log.info("gateway started", extra={"gateway_id": self.gateway_id,
+                                           "subscription": self._mqtt.subscription})
+
+    def ready(self) -> bool:
+        """Subscribed to MQTT and Kafka reachable."""
+        return self._mqtt.connected and self._kafka.up
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        detail = {"mqtt_connected": self._mqtt.connected, "kafka_up": self._kafka.up,
+                  "in_flight": self._in_flight, "draining": self._draining}
+        return self.ready() and not self._draining, detail
+
+    def request_stop(self) -> None:
+        """Ask `run()` to drain and return; safe from signal handlers and other threads."""
+        self._stop_requested = True
+
+    def run(self) -> int:
+        """Start, serve until `request_stop()`, drain, stop. Returns the exit code (0)."""
+        self.start()
+        notified_ready = False
+        next_watchdog = 0.0
+        interval = self._notifier.watchdog_interval_s or 1.0
+        while not self._stop_requested:
+            if not notified_ready and self.ready():
+                self._notifier.ready(f"forwarding as {self.gateway_id}")
+                log.info("gateway ready", extra={"metrics": self.metrics_address})
+                notified_ready = True
+            if time.monotonic() >= next_watchdog:
+                # From this loop, so a wedged main thread stops the pings and systemd restarts us.
+                self._notifier.watchdog()
+                next_watchdog = time.monotonic() + interval
+            time.sleep(0.05)
+        self._notifier.stopping("draining")
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Stop taking messages, wait (bounded) for in-flight Kafka acks, send their MQTT acks,
+        disconnect cleanly and join every thread. Idempotent."""
+        if self._stopped.is_set():
+            return
+        with self._lock:
+            self._draining = True
+        timeout = self.config.limits.drain_timeout_s
+        drained = self._kafka.wait_idle(timeout)
+        left = len(self._pending)
+        log.info("drained" if drained else "drain timed out; unacknowledged messages will be "
+                 "redelivered", extra={"pending": left})
+        self._mqtt.stop()  # sends the acks handed over so far, then DISCONNECT
+        self._kafka.stop()
+        if self._server:
+            self._server.stop()
+        self._stopped.set()
+        log.info("gateway stopped", extra=self.stats())
+
+    def stats(self) -> dict[str, int]:
+        """Counters for tests and benchmarks."""
+        def value(metric: Any) -> int:
+            return int(sum(s.value for m in metric.collect() for s in m.samples
+                           if s.name.endswith("_total")))
+
+        m = self.metrics
+        return {
+            "received": value(m.received), "acked": value(m.acked),
+            "produced": value(m.produced), "deadletter": value(m.deadletter),
+            "alerts": value(m.alerts), "duplicates": value(m.duplicates),
+            "in_flight": self._in_flight, "in_flight_max": self._in_flight_max,
+            "pending": len(self._pending),
+        }
+
+    # -- MQTT thread ---------------------------------------------------------------------------
+
+    def _on_delivery(self, d: Delivery) -> None:
+        self.metrics.received.inc()
+        ack = (d.generation, d.mid, d.qos)
+        with self._lock:
+            if self._draining:
+                # Not acknowledged: the broker keeps it in our session and redelivers it.
+                self.metrics.ignored_draining.inc()
+                return
+            if d.qos > 0:
+                self._in_flight += 1
+                self._in_flight_max = max(self._in_flight_max, self._in_flight)
+        self.metrics.in_flight.set(self._in_flight)
+        self.metrics.in_flight_max.set(self._in_flight_max)
+        topic_text = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
+        receipt = Receipt(mqtt_topic=topic_text, received_ms=_now_ms(),
+                          gateway_id=self.gateway_id, qos=d.qos, retained=d.retain)
+        routed = route(d.topic, d.payload, receipt, self._settings)
+        pending = self._admit(routed, d.payload, receipt, ack)
+        if pending is None:
+            return
+        for record in routed.records:
+            self._submit(pending, record)
+
+    def _admit(self, routed: Routed, payload: bytes, receipt: Receipt,
+               ack: tuple[int, int, int]) -> _Pending | None:
+        """The pending entry to produce, or None when the delivery is a duplicate."""
+        mid = routed.message_id
+        with self._lock:
+            if mid is not None and routed.drone_id is not None and routed.seq is not None:
+                existing = self._pending.get(mid)
+                if existing is not None:  # redelivered while its records are still in flight
+                    existing.acks.append(ack)
+                    self.metrics.duplicates.inc()
+                    return None
+                verdict = self._tracker.observe(routed.drone_id, routed.seq)
+                if verdict is Verdict.DUPLICATE:
+                    self.metrics.duplicates.inc()
+                    self._ack_now(ack)
+                    return None
+                if verdict is Verdict.UNKNOWN:
+                    self.metrics.window_misses.inc()
+            pending = _Pending(routed, payload, receipt, len(routed.records), [ack])
+            if mid is not None:
+                self._pending[mid] = pending
+        return pending
+
+    def _submit(self, pending: _Pending, record: OutRecord) -> None:
+        self._kafka.submit(record, lambda outcome: self._record_done(pending, record, outcome))
+
+    def _ack_now(self, ack: tuple[int, int, int]) -> None:
+        """Acknowledge without producing (caller holds the lock)."""
+        if ack[2] > 0:
+            self._in_flight -= 1
+            self.metrics.acked.inc()
+        self._mqtt.ack(*ack)
+
+    # -- Kafka I/O thread ----------------------------------------------------------------------
+
+    def _record_done(self, pending: _Pending, record: OutRecord,
+                     outcome: RecordRejected | None) -> None:
+        if outcome is not None:
+            self._reject(pending, record, outcome)
+            return
+        self.metrics.produced.labels(record.kind).inc()
+        if record.kind == "alert":
+            self.metrics.alerts.inc()
+        elif record.kind == "deadletter":
+            self.metrics.deadletter.labels(_header(record, "reason")).inc()
+        with self._lock:
+            pending.remaining -= 1
+            if pending.remaining:
+                return
+            if pending.routed.message_id is not None:
+                self._pending.pop(pending.routed.message_id, None)
+            for ack in pending.acks:
+                self._ack_now(ack)
+        self.metrics.in_flight.set(self._in_flight)
+        routed = pending.routed
+        if routed.time_trusted and routed.drone_time_ms is not None:
+            self.metrics.latency.observe(max(0.0, (_now_ms() - routed.drone_time_ms) / 1000))
+
+    def _reject(self, pending: _Pending, record: OutRecord, why: RecordRejected) -> None:
+        """Kafka refused a record for good: keep the input as a dead letter instead."""
+        log.error("kafka rejected a record; dead-lettering it: %s", why,
+                  extra={"topic": record.topic, "message_id": pending.routed.message_id})
+        if record.kind == "deadletter":
+            # Cannot happen for records we build (bounded size). Never loop on it: the message
+            # stays unacknowledged, so the broker redelivers it after the next reconnect.
+            return
+        replacement = dead_letter_record(
+            KAFKA_REJECTED, str(why), pending.payload, self.config.kafka.topics.deadletter,
+            pending.receipt, drone_id=pending.routed.drone_id,
+            max_bytes=self.config.limits.deadletter_max_bytes)
+        self._submit(pending, replacement)
+
+    def _seq_snapshot(self) -> tuple[int, int, int, list[tuple[str, int, int]]]:
+        with self._lock:
+            missing, lost, gaps = self._tracker.totals()
+            per_drone = [(d, self._tracker.missing(d), s.lost)
+                         for d, s in self._tracker.drones().items()
+                         if s.lost or self._tracker.missing(d)]
+        return missing, lost, gaps, per_drone
+
+
+def _header(record: OutRecord, name: str) -> str:
+    for key, value in record.headers:
+        if key == name:
+            return value.decode()
+    return ""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
