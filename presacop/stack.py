@@ -119,7 +119,8 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """True if something accepts TCP connections on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((HOST, port)) == 0
@@ -196,7 +197,8 @@ class _Service:
     def _prepare(self) -> None:
         raise NotImplementedError
 
-    def _ports(self) -> list[int]:
+    def listen_ports(self) -> list[int]:
+        """The TCP ports this broker listens on."""
         raise NotImplementedError
 
     def health_check(self, timeout: float = 10.0) -> None:
@@ -226,7 +228,7 @@ class _Service:
 
     def check_ports(self) -> None:
         """Raise PortInUseError if one of our ports is taken."""
-        for port in self._ports():
+        for port in self.listen_ports():
             if not port_is_free(port):
                 raise PortInUseError(self.name, port)
 
@@ -272,7 +274,7 @@ class _Service:
                     f"{self.name} exited during start-up; last lines of {self.log_path}:\n"
                     f"{_tail(self.log_path)}\n{_tail(out)}"
                 )
-            if all(_accepts(p) for p in self._ports()):
+            if all(accepts(p) for p in self.listen_ports()):
                 try:
                     self.health_check(timeout=max(1.0, min(15.0, deadline - time.monotonic())))
                     return
@@ -313,6 +315,11 @@ class _Service:
                 time.sleep(0.2)
             if not self.running():
                 return
+
+    def detach(self) -> None:
+        """Leave the broker running when this process exits (`presacop stack up` does this)."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
     def _forget(self) -> None:
         if self.running():
@@ -357,7 +364,7 @@ class Mosquitto(_Service):
         self.marker = self.state_dir / "mosquitto.conf"
         self.log_path = self.state_dir / "mosquitto.log"
 
-    def _ports(self) -> list[int]:
+    def listen_ports(self) -> list[int]:
         return [self.port]
 
     def config_text(self) -> str:
@@ -564,7 +571,7 @@ class Kafka(_Service):
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def _ports(self) -> list[int]:
+    def listen_ports(self) -> list[int]:
         return [self.port, self.controller_port]
 
     def server_properties(self) -> str:
@@ -785,11 +792,15 @@ class Stack:
         self.check_ports()
         self.save()
         deadline = time.monotonic() + timeout
+        # On failure stop only what this call started: a broker that already ran stays up.
+        was_running = [s for s in self.services if s.running()]
         try:
             self.mosquitto.start(timeout=min(30.0, timeout))
             self.kafka.start(timeout=max(30.0, deadline - time.monotonic()))
         except BaseException:
-            self.stop()
+            for service in self.services:
+                if service not in was_running:
+                    service.stop()
             raise
 
     def health_check(self, timeout: float = 15.0) -> None:
@@ -803,7 +814,13 @@ class Stack:
         self.mosquitto.stop(timeout)
 
     def running(self) -> bool:
+        """True if both brokers run."""
         return all(s.running() for s in self.services)
+
+    def detach(self) -> None:
+        """Leave both brokers running when this process exits."""
+        for service in self.services:
+            service.detach()
 
 
 @contextlib.contextmanager

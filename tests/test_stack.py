@@ -3,16 +3,26 @@ starts, reports and stops exactly its own processes."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 
-from presacop.stack import Kafka, Mosquitto, Stack
+from presacop.stack import (
+    Kafka,
+    Mosquitto,
+    Stack,
+    free_ports,
+    kafka_round_trip,
+    mqtt_round_trip,
+)
 
 with warnings.catch_warnings():
     # kafka-python 3.0 uses the deprecated importlib.resources API at import time.
@@ -180,15 +190,95 @@ def test_kill_leaves_no_process(mosquitto_factory: Callable[..., Mosquitto]) -> 
     assert pid is not None
     broker.kill()
     assert not broker.running()
-    with pytest.raises(ProcessLookupError):
-        _signal0(pid)
+    assert not pid_alive(pid)
 
 
-def _signal0(pid: int) -> None:
-    import os
+# -- presacop stack up / down / status ----------------------------------------------------------
 
-    # A zombie still answers signal 0; treat it as gone only if /proc says so.
-    os.kill(pid, 0)
-    with open(f"/proc/{pid}/stat") as stat:
-        if stat.read().rpartition(")")[2].split()[0] == "Z":
-            raise ProcessLookupError(pid)
+
+def presacop_stack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "presacop.cli", "stack", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_stack_up_is_idempotent_and_down_stops_exactly_its_processes(tmp_path: Path) -> None:
+    mqtt_port, kafka_port, controller_port = free_ports(3)
+    state = tmp_path / "state"
+    opts = [
+        "--state-dir", str(state), "--mqtt-port", str(mqtt_port),
+        "--kafka-port", str(kafka_port), "--controller-port", str(controller_port),
+        "--kafka-heap", "512m",
+    ]  # fmt: skip
+    try:
+        first = presacop_stack("up", *opts)
+        assert first.returncode == 0, first.stderr
+        assert f"127.0.0.1:{mqtt_port}" in first.stdout
+        assert f"127.0.0.1:{kafka_port}" in first.stdout
+        pids = [int((state / d / f"{d}.pid").read_text()) for d in ("mosquitto", "kafka")]
+        assert all(pid_alive(p) for p in pids)
+
+        second = presacop_stack("up", *opts)
+        assert second.returncode == 0, second.stderr
+        assert "already running" in second.stdout
+        again = [int((state / d / f"{d}.pid").read_text()) for d in ("mosquitto", "kafka")]
+        assert again == pids, "a second `up` must not start new brokers"
+
+        # The brokers outlived the `up` command and carry real traffic.
+        mqtt_round_trip("127.0.0.1", mqtt_port)
+        kafka_round_trip(f"127.0.0.1:{kafka_port}")
+
+        status = presacop_stack("status", "--state-dir", str(state))
+        assert status.returncode == 0
+        assert str(pids[0]) in status.stdout and str(pids[1]) in status.stdout
+
+        down = presacop_stack("down", "--state-dir", str(state))
+        assert down.returncode == 0, down.stderr
+        assert not any(pid_alive(p) for p in pids)
+        assert not (state / "mosquitto" / "mosquitto.pid").exists()
+
+        stopped = presacop_stack("status", "--state-dir", str(state))
+        assert stopped.returncode == 3
+        assert "stopped" in stopped.stdout
+    finally:
+        presacop_stack("down", "--state-dir", str(state))
+
+
+def test_taken_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    kafka_port, controller_port = free_ports(2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        try:
+            result = presacop_stack(
+                "up", "--state-dir", str(state), "--mqtt-port", str(taken),
+                "--kafka-port", str(kafka_port), "--controller-port", str(controller_port),
+            )  # fmt: skip
+        finally:
+            presacop_stack("down", "--state-dir", str(state))
+    assert result.returncode != 0
+    assert f"port {taken}" in result.stderr
+    assert "Mosquitto" in result.stderr
+    assert "--mqtt-port" in result.stderr
+    assert not list(state.glob("*/*.pid")), "nothing may start when a port is taken"
+
+
+def test_status_without_a_stack_says_not_running(tmp_path: Path) -> None:
+    result = presacop_stack("status", "--state-dir", str(tmp_path / "none"))
+    assert result.returncode == 3
+    assert "not running" in result.stdout
