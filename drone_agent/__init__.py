@@ -1,0 +1,22 @@
+"""The drone agent: camera -> recognizer -> evidence store -> durable outbox -> MQTT.
+
+Runs on the drone's Pi-class companion computer (`presacop agent --config agent.toml`). Heavy
+dependencies (OpenCV, paho-mqtt) are imported by the modules that need them, so importing this
+package stays cheap.
+
+Modules, one concept each: `config` (AgentConfig), `agent` (the threads), `outbox` (SQLite queue),
+`evidence` (JPEG store with quota), `dedupe`, `publisher` (paho-mqtt), `plugins` (factory loading),
+`timesource`, `hardware` and `recognizer` (the interfaces), `stub_recognizer`, `opencv_camera`,
+`replay_position`, `fixed_sources`, `cli`.
+
+Errors (all in `drone_agent.errors` except `HardwareError`, which lives with the interfaces)::
+
+    AgentError            root of everything the agent raises on purpose
+    +-- PluginError       a factory in config cannot be loaded or built (.key names the key)
+    +-- OutboxFull        the outbox refused a violation: no room even after dropping telemetry
+    +-- OutboxError       the outbox database is unusable (corrupt, foreign schema, seq exhausted)
+    +-- EvidenceRefused   the evidence store cannot keep a JPEG (quota, free disk); .evidence_id
+    +-- HardwareError     a device failed for good (also a RuntimeError, as in the contract)
+
+Bad configuration raises `presacop.config.ConfigError` (a ValueError) naming the key.
+"""

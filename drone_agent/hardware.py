@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from drone_agent.errors import AgentError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -76,5 +78,5 @@ class PowerSource(Protocol):
     def close(self) -> None: ...
 
 
-class HardwareError(RuntimeError):
+class HardwareError(AgentError, RuntimeError):
     """A device failed in a way retrying will not fix (camera unplugged, file missing)."""

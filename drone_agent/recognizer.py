@@ -22,7 +22,7 @@ class PlateRead:
     confidence: float  # 0..1
     box: tuple[int, int, int, int]  # x, y, w, h in pixels
     in_violation: bool  # the recognizer saw a violation involving this vehicle
-    code: int | None = None  # the violation code; None with in_violation = unqualified (human needed)
+    code: int | None = None  # violation code; None with in_violation: unqualified (human needed)
     make: str | None = None
     colour: str | None = None
     body: str | None = None
