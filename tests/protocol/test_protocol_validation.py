@@ -1,0 +1,197 @@
+"""Encode-side validation (LocalProtocolError), JSON validation, and bounded decoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+from typing import Any
+
+import pytest
+
+import protocol
+from protocol import (
+    Header,
+    Position,
+    Status,
+    StatusFlags,
+    Telemetry,
+    TimeSource,
+    Vehicle,
+    Violation,
+)
+
+HEADER = Header("nyc-0007", 42, 1_748_779_200_123, TimeSource.GPS)
+POS = Position(40.7579747, -73.9855426, 120.0)
+TEL = Telemetry(HEADER, POS, 271.5, 8.3, 87, StatusFlags.NONE)
+VIO = Violation(HEADER, POS, "ABC1234", "NY", 0.93, 21, "0123456789abcdef")
+
+
+def _expect_local(msg: object, code: str, path: str | None) -> None:
+    with pytest.raises(protocol.LocalProtocolError) as info:
+        protocol.encode(msg)  # type: ignore[arg-type]
+    assert (info.value.code, info.value.path) == (code, path)
+    with pytest.raises(protocol.LocalProtocolError):
+        protocol.to_json(msg)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("changes", "code", "path"), [
+    ({"drone_id": "nyc/7"}, "bad_text", "$.drone_id"),
+    ({"drone_id": 7}, "bad_type", "$.drone_id"),
+    ({"seq": -1}, "out_of_range", "$.seq"),
+    ({"seq": 2**32}, "out_of_range", "$.seq"),
+    ({"seq": True}, "bad_type", "$.seq"),
+    ({"time_ms": 1_577_836_799_999}, "invalid_time", "$.time_ms"),
+    ({"time_ms": 4_102_444_800_000}, "invalid_time", "$.time_ms"),
+    ({"time_ms": 1.7e12}, "bad_type", "$.time_ms"),
+    ({"time_source": 3}, "out_of_range", "$.time_source"),
+])
+def test_encode_rejects_a_bad_header(changes: dict[str, Any], code: str, path: str) -> None:
+    _expect_local(dataclasses.replace(TEL, header=dataclasses.replace(HEADER, **changes)),
+                  code, path)
+
+
+@pytest.mark.parametrize(("changes", "code", "path"), [
+    ({"position": Position(90.0000001, 0, 0)}, "out_of_range", "$.lat_deg"),
+    ({"position": Position(0, -180.0000001, 0)}, "out_of_range", "$.lon_deg"),
+    ({"position": Position(0, 0, float("nan"))}, "out_of_range", "$.alt_m"),
+    ({"position": Position(0, 0, float("inf"))}, "out_of_range", "$.alt_m"),
+    ({"position": Position("40", 0, 0)}, "bad_type", "$.lat_deg"),  # type: ignore[arg-type]
+    ({"position": (40.0, -74.0, 10.0)}, "bad_type", "$.position"),
+    ({"heading_deg": 360}, "out_of_range", "$.heading_deg"),
+    ({"speed_mps": -0.1}, "out_of_range", "$.speed_mps"),
+    ({"battery_pct": 50.5}, "bad_type", "$.battery_pct"),
+    ({"flags": 64}, "out_of_range", "$.flags"),
+])
+def test_encode_rejects_bad_telemetry(changes: dict[str, Any], code: str, path: str) -> None:
+    _expect_local(dataclasses.replace(TEL, **changes), code, path)
+
+
+@pytest.mark.parametrize(("changes", "code", "path"), [
+    ({"plate": "abc123"}, "bad_plate", "$.plate"),
+    ({"plate": "ÄBC"}, "bad_plate", "$.plate"),
+    ({"region": "NYC"}, "bad_text", "$.region"),
+    ({"confidence": 1.01}, "out_of_range", "$.confidence"),
+    ({"code": 0}, "unknown_code", "$.code"),
+    ({"code": "21"}, "bad_type", "$.code"),
+    ({"evidence_id": "0123456789ABCDEF"}, "bad_text", "$.evidence_id"),
+    ({"evidence_id": b"\x00" * 8}, "bad_type", "$.evidence_id"),
+    ({"vehicle": Vehicle(make="toyot")}, "bad_text", "$.vehicle.make"),
+    ({"vehicle": {"make": "TOYOT"}}, "bad_type", "$.vehicle"),
+])
+def test_encode_rejects_bad_violation(changes: dict[str, Any], code: str, path: str) -> None:
+    _expect_local(dataclasses.replace(VIO, **changes), code, path)
+
+
+def test_encode_rejects_a_non_message() -> None:
+    _expect_local({"kind": "status"}, "bad_type", "$")
+    _expect_local(Status(HEADER, 1), "bad_type", "$.online")  # type: ignore[arg-type]
+
+
+def test_construction_quantizes_to_the_wire_resolution() -> None:
+    assert Position(40.712775345, -74.00597281, 10.04).lat == 40.7127753
+    assert Position(40.712775345, -74.00597281, 10.04).alt_m == 10.0
+    assert dataclasses.replace(TEL, heading_deg=359.96).heading_deg == 0.0
+    assert dataclasses.replace(VIO, confidence=0.934).confidence == 0.93
+    assert dataclasses.replace(VIO, vehicle=Vehicle()).vehicle is None
+
+
+def test_unqualified_violation_is_marked_and_kept() -> None:
+    msg = dataclasses.replace(VIO, code=None)
+    assert not msg.qualified
+    back = protocol.decode(protocol.encode(msg))
+    assert back.code is None and not back.qualified  # type: ignore[union-attr]
+    doc = protocol.to_json(msg)
+    assert doc["code"] is None and doc["qualified"] is False
+
+
+def test_sizes_for_realistic_values() -> None:
+    """The figures docs/protocol.md quotes (bench/protocol.py prints them with JSON and CSV)."""
+    header = dataclasses.replace(HEADER, seq=123_456)  # a persisted seq, months in: a uint32
+    assert len(protocol.encode(dataclasses.replace(TEL, header=header))) == 44
+    assert len(protocol.encode(dataclasses.replace(VIO, header=header))) == 61
+    assert len(protocol.encode(Status(header, True))) == 26
+    assert len(protocol.encode(TEL)) == 40  # seq 42 is a one-byte fixint
+
+
+# --- from_json -----------------------------------------------------------------------------------
+
+def _json_error(doc: object) -> tuple[str, str | None]:
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.from_json(doc)  # type: ignore[arg-type]
+    return info.value.code, info.value.path
+
+
+def test_from_json_names_the_field() -> None:
+    good = protocol.to_json(VIO)
+    assert _json_error([good]) == ("bad_type", "$")
+    assert _json_error(good | {"schema": "2.0"}) == ("unknown_version", "$.schema")
+    assert _json_error(good | {"schema": 1.0}) == ("bad_type", "$.schema")
+    assert _json_error(good | {"kind": "alert"}) == ("unknown_kind", "$.kind")
+    assert _json_error({k: v for k, v in good.items() if k != "plate"}) == (
+        "missing_field", "$.plate")
+    assert _json_error(good | {"colour": "WH"}) == ("extra_field", "$.colour")
+    assert _json_error(good | {"lat_deg": "40.7"}) == ("bad_type", "$.lat_deg")
+    assert _json_error(good | {"plate": "abc"}) == ("bad_plate", "$.plate")
+    assert _json_error(good | {"time_source": "rtc"}) == ("out_of_range", "$.time_source")
+    assert _json_error(good | {"message_id": "nyc-0007:43"}) == ("inconsistent", "$.message_id")
+    assert _json_error(good | {"qualified": False}) == ("inconsistent", "$.qualified")
+    assert _json_error(good | {"time": "2025-06-01T12:00:00Z"}) == ("inconsistent", "$.time")
+    assert _json_error(good | {"vehicle": {"model": "X"}}) == ("extra_field", "$.vehicle.model")
+    tel = protocol.to_json(TEL)
+    assert _json_error(tel | {"flags": ["rotor_fault"]}) == ("out_of_range", "$.flags[0]")
+    assert _json_error(tel | {"flags": 0}) == ("bad_type", "$.flags")
+
+
+def test_from_json_of_a_newer_minor_ignores_added_keys() -> None:
+    doc = protocol.to_json(TEL) | {"schema": "1.4", "wind_mps": 3.5}
+    assert protocol.from_json(doc) == TEL
+
+
+def test_from_json_accepts_absent_derived_fields() -> None:
+    doc = {k: v for k, v in protocol.to_json(VIO).items()
+           if k not in ("message_id", "time", "qualified")}
+    assert protocol.from_json(doc) == VIO
+
+
+# --- bounded decoding ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("payload", "code"), [
+    (b"\xdd\xff\xff\xff\xff" + b"\x00" * 15, "oversized"),  # array of 2**32-1 items
+    (b"\x91\xdd\xff\xff\xff\xff" + b"\x00" * 14, "oversized"),  # nested
+    (b"\x91\xdf\xff\xff\xff\xff" + b"\x00" * 14, "oversized"),  # map of 2**32-1 pairs
+    (b"\x91\xdb\xff\xff\xff\xff" + b"a" * 14, "truncated"),  # str of 4 GiB
+    (b"\x91\xc6\xff\xff\xff\xff" + b"a" * 14, "truncated"),  # bin of 4 GiB
+    (b"\x91\xc9\xff\xff\xff\xff\x05" + b"a" * 13, "oversized"),  # ext of 4 GiB
+    (b"\x91" * 19 + b"\x00", "unknown_version"),  # deep nesting: an array where the version is
+])
+def test_hostile_20_byte_payloads_are_rejected_without_allocating(payload: bytes,
+                                                                  code: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(protocol.RemoteProtocolError) as info:
+            protocol.decode(payload)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == code
+    assert peak < 256 * 1024, f"decoding 20 bytes allocated {peak} bytes"
+
+
+def test_oversized_is_checked_before_unpacking() -> None:
+    valid_prefix = protocol.encode(TEL)
+    payload = valid_prefix + b"\x00" * (protocol.MAX_MESSAGE_SIZE + 1 - len(valid_prefix))
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.decode(payload)
+    assert info.value.code == "oversized"
+
+
+def test_decode_rejects_non_bytes() -> None:
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.decode("\x90")  # type: ignore[arg-type]
+    assert info.value.code == "bad_type"
+
+
+def test_decode_accepts_bytearray_and_memoryview() -> None:
+    data = protocol.encode(TEL)
+    assert protocol.decode(bytearray(data)) == TEL
+    assert protocol.decode(memoryview(data)) == TEL
