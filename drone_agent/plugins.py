@@ -6,7 +6,8 @@ point name in the part's group (``presacop.recognizers``, ``presacop.cameras``,
 table as keyword arguments and must return an object with the part's methods.
 
 Raises: `PluginError` naming the config key and what failed (unknown entry point, module not
-found, attribute missing, not callable, the factory raised, the result lacks a method).
+found, attribute missing, not callable, the factory raised, the result lacks a method);
+`HardwareError` from a factory passes through unchanged (a missing device is not a config error).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drone_agent.errors import PluginError
+from drone_agent.hardware import HardwareError
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def build(part: Part, spec: str, options: Mapping[str, Any]) -> Any:
     key = f"{part.section}.factory"
     try:
         obj = factory(**options)
+    except HardwareError:
+        raise  # the device, not the config: the caller may retry later
     except Exception as exc:
         raise PluginError(key, f"{spec!r} raised {type(exc).__name__}: {exc} "
                                f"(called with {part.section}.options = {dict(options)!r})") from exc
