@@ -1,0 +1,291 @@
+"""Bench the wire format: bytes per message kind against JSON and the seed's CSV line, and
+encode/decode rates with msgpack (the dependency) against msgspec (if installed) and raw packing.
+
+    .venv/bin/python bench/protocol.py            # tables
+    .venv/bin/python bench/protocol.py --json     # one JSON object, for scripts
+
+Sizes are exact. Rates are msgs/s of one Python thread, best of --repeat runs of about --seconds
+each; on a shared machine they move by tens of percent between runs, so compare columns of one
+run, not runs. msgspec is optional (`pip install msgspec`); without it those columns are absent.
+
+No `from __future__ import annotations` here: msgspec reads the structs' annotations at runtime.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a fresh clone
+
+import protocol
+from protocol import (
+    Header,
+    Position,
+    Status,
+    StatusFlags,
+    Telemetry,
+    TimeSource,
+    Vehicle,
+    Violation,
+)
+
+try:
+    import msgspec
+except ImportError:  # optional: only for the comparison
+    msgspec = None
+
+HEADER = Header("nyc-0007", 123_456, 1_748_779_200_123, TimeSource.GPS)
+POSITION = Position(40.7579747, -73.9855426, 120.0)
+VIOLATION = Violation(HEADER, POSITION, "ABC1234", "NY", 0.93, 21, "0123456789abcdef")
+SAMPLES: dict[str, protocol.Message] = {
+    "telemetry": Telemetry(HEADER, POSITION, 271.5, 8.3, 87, StatusFlags.NONE),
+    "violation": VIOLATION,
+    "violation+vehicle": replace(VIOLATION, vehicle=Vehicle("TOYOT", "WH", "SUBN")),
+    "status": Status(HEADER, True),
+}
+TARGETS = {"telemetry": 32, "violation": 64}
+DERIVED = ("message_id", "time", "qualified", "schema")  # JSON conveniences, not facts
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+
+def facts_json(msg: protocol.Message) -> bytes:
+    """The message's facts as compact JSON, with the canonical names (derived fields left out)."""
+    doc = {k: v for k, v in protocol.to_json(msg).items() if k not in DERIVED}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def csv_line(msg: protocol.Message) -> bytes:
+    """The facts as one semicolon line, as the NYPD seed data carries them (no header)."""
+    j = protocol.to_json(msg)
+    cols: list[Any] = [j["drone_id"], j["seq"], j["time"], j["time_source"]]
+    if j["kind"] == "status":
+        cols.append(j["online"])
+    else:
+        cols += [j["lat_deg"], j["lon_deg"], j["alt_m"]]
+    if j["kind"] == "telemetry":
+        cols += [j["heading_deg"], j["speed_mps"], j["battery_pct"], "|".join(j["flags"])]
+    if j["kind"] == "violation":
+        vehicle = j["vehicle"] or {}
+        cols += [j["plate"], j["region"], j["confidence"], j["code"], j["evidence_id"],
+                 vehicle.get("make"), vehicle.get("colour"), vehicle.get("body")]
+    return (";".join("" if c is None else str(c) for c in cols) + "\n").encode()
+
+
+def mqtt_publish_bytes(msg: protocol.Message, payload: int) -> int:
+    """Bytes of the MQTT 3.1.1 QoS 1 PUBLISH carrying it: fixed header, topic, packet id."""
+    name = protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
+    remaining = 2 + len(name) + 2 + payload
+    return 1 + (1 if remaining < 128 else 2) + remaining
+
+
+def sizes() -> list[dict[str, Any]]:
+    rows = []
+    for name, msg in SAMPLES.items():
+        packed = len(protocol.encode(msg))
+        rows.append({
+            "kind": name,
+            "msgpack": packed,
+            "json": len(facts_json(msg)),
+            "csv": len(csv_line(msg)),
+            "target": TARGETS.get(name),
+            "mqtt_publish": mqtt_publish_bytes(msg, packed),
+        })
+    return rows
+
+
+# --- rates ---------------------------------------------------------------------------------------
+
+
+def rate(fn: Callable[[], object], seconds: float, repeat: int) -> float:
+    """Best-of-`repeat` calls per second of `fn`, each run lasting about `seconds`."""
+    n = 1
+    while True:  # size the loop so one run takes about `seconds`
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        took = time.perf_counter() - start
+        if took >= seconds / 4:
+            break
+        n *= 4
+    n = max(1, int(n * seconds / took))
+    best = 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
+def _wire(msg: protocol.Message) -> list[Any]:
+    return msgpack.unpackb(protocol.encode(msg))
+
+
+Pair = tuple[Callable[[], object], Callable[[], object]]
+
+
+def candidates(msg: protocol.Message) -> dict[str, Pair]:
+    """name -> (encode, decode) callables for one message."""
+    data = protocol.encode(msg)
+    wire = _wire(msg)
+    from protocol._codec import to_wire  # the validating half of encode, for the msgspec pairing
+
+    out: dict[str, Pair] = {
+        "protocol (msgpack)": (lambda: protocol.encode(msg), lambda: protocol.decode(data)),
+        "raw msgpack, no checks": (lambda: msgpack.packb(wire), lambda: msgpack.unpackb(data)),
+    }
+    if msgspec is not None:
+        typed = _msgspec_decoder(protocol.kind_of(msg).value)
+        enc = msgspec.msgpack.Encoder()
+        out["msgspec typed"] = (
+            lambda: enc.encode(to_wire(msg, protocol.LocalProtocolError)),
+            lambda: _from_struct(typed.decode(data)),
+        )
+        raw = msgspec.msgpack.Decoder()
+        out["raw msgspec, no checks"] = (lambda: enc.encode(wire), lambda: raw.decode(data))
+    return out
+
+
+def rates(seconds: float, repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, msg in SAMPLES.items():
+        for impl, (enc, dec) in candidates(msg).items():
+            rows.append({"kind": name, "impl": impl, "encode_per_s": rate(enc, seconds, repeat),
+                         "decode_per_s": rate(dec, seconds, repeat)})
+    return rows
+
+
+# --- msgspec: the same layout as typed array-like structs with constraints -----------------------
+
+
+def _msgspec_decoder(kind: str) -> Any:
+    """A msgspec decoder enforcing the 1.0 layout's types and ranges in C (what it can express:
+    not the time-source bits or ms < 1000; the remaining checks run in `_from_struct`)."""
+    from typing import Annotated, Literal, Optional
+
+    from msgspec import Meta, Struct
+
+    from protocol._validate import DRONE_ID_RE, PLATE_RE, REGION_RE, VEHICLE_TEXT_RE
+
+    def pat(rx: Any) -> Any:
+        return Meta(pattern=f"^{rx.pattern}$")
+
+    Int = lambda lo, hi: Annotated[int, Meta(ge=lo, le=hi)]  # noqa: E731
+    Codes = Literal[tuple(protocol.VIOLATION_CODES)]  # type: ignore[valid-type]
+    Detail = Optional[Annotated[str, pat(VEHICLE_TEXT_RE)]]  # noqa: UP045
+
+    class Head(Struct, array_like=True):
+        version: Int(16, 31)  # type: ignore[valid-type]
+        kind: int
+        drone_id: Annotated[str, pat(DRONE_ID_RE)]
+        seq: Int(0, 2**32 - 1)  # type: ignore[valid-type]
+        time_s: Int(1_577_836_800, 4_102_444_799)  # type: ignore[valid-type]
+        time_sub: Int(0, 3999)  # type: ignore[valid-type]
+
+    class T(Head, array_like=True):
+        lat: Int(-900_000_000, 900_000_000)  # type: ignore[valid-type]
+        lon: Int(-1_800_000_000, 1_800_000_000)  # type: ignore[valid-type]
+        alt: Int(-10_000, 100_000)  # type: ignore[valid-type]
+        heading: Int(0, 3599)  # type: ignore[valid-type]
+        speed: Int(0, 2000)  # type: ignore[valid-type]
+        battery: Int(0, 100)  # type: ignore[valid-type]
+        flags: Int(0, 63)  # type: ignore[valid-type]
+
+    class V(Head, array_like=True):
+        lat: Int(-900_000_000, 900_000_000)  # type: ignore[valid-type]
+        lon: Int(-1_800_000_000, 1_800_000_000)  # type: ignore[valid-type]
+        alt: Int(-10_000, 100_000)  # type: ignore[valid-type]
+        plate: Annotated[str, pat(PLATE_RE)]
+        region: Annotated[str, pat(REGION_RE)]
+        confidence: Int(0, 100)  # type: ignore[valid-type]
+        code: Optional[Codes]  # noqa: UP045
+        evidence: Annotated[bytes, Meta(min_length=8, max_length=8)]
+        make: Detail = None
+        colour: Detail = None
+        body: Detail = None
+
+    class S(Head, array_like=True):
+        online: bool
+
+    struct = {"telemetry": T, "violation": V, "status": S}[kind]
+    return msgspec.msgpack.Decoder(struct)
+
+
+def _from_struct(s: Any) -> protocol.Message:
+    header = Header(s.drone_id, s.seq, s.time_s * 1000 + (s.time_sub >> 2),
+                    TimeSource(s.time_sub & 3))
+    if hasattr(s, "online"):
+        return Status(header, s.online)
+    position = Position(s.lat / 10**7, s.lon / 10**7, s.alt / 10)
+    if hasattr(s, "flags"):
+        return Telemetry(header, position, s.heading / 10, s.speed / 10, s.battery,
+                         StatusFlags(s.flags))
+    return Violation(header, position, s.plate, s.region, s.confidence / 100, s.code,
+                     s.evidence.hex(), Vehicle(s.make, s.colour, s.body))
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    print(f"# bench/protocol  {result['machine']}")
+    print(f"# python {result['python']}, msgpack {result['msgpack']}, msgspec {result['msgspec']}")
+    print()
+    print(f"{'bytes per message':<20}{'msgpack':>8}{'target':>8}{'JSON':>7}{'CSV':>6}"
+          f"{'% of JSON':>11}{'% of CSV':>10}{'MQTT PUBLISH':>14}")
+    for r in result["sizes"]:
+        target = "" if r["target"] is None else f"<={r['target']}"
+        print(f"{r['kind']:<20}{r['msgpack']:>8}{target:>8}{r['json']:>7}{r['csv']:>6}"
+              f"{100 * r['msgpack'] / r['json']:>10.0f}%{100 * r['msgpack'] / r['csv']:>9.0f}%"
+              f"{r['mqtt_publish']:>14}")
+    print("(JSON: the facts with canonical names, compact; CSV: one ';' line like the seed data;")
+    print(" MQTT PUBLISH: the whole QoS 1 packet with its topic, MQTT 3.1.1)")
+    print()
+    print(f"{'msgs/s, one thread':<20}{'implementation':<26}{'encode':>12}{'decode':>12}")
+    for r in result["rates"]:
+        print(f"{r['kind']:<20}{r['impl']:<26}{r['encode_per_s']:>12,.0f}"
+              f"{r['decode_per_s']:>12,.0f}")
+    if result["msgspec"] != "absent":
+        same = "yes" if result["msgspec_bytes_identical"] else "NO"
+        print(f"(msgspec writes byte-identical payloads: {same})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seconds", type=float, default=0.3, help="per timed run (default 0.3)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure, best kept")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.repeat < 1:
+        parser.error("--seconds must be > 0 and --repeat >= 1")
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "msgspec": msgspec.__version__ if msgspec is not None else "absent",
+        "sizes": sizes(),
+        "rates": rates(args.seconds, args.repeat),
+    }
+    if msgspec is not None:
+        enc = msgspec.msgpack.Encoder()
+        result["msgspec_bytes_identical"] = all(
+            enc.encode(_wire(m)) == protocol.encode(m) for m in SAMPLES.values())
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_tables(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
