@@ -196,3 +196,21 @@ class AgentConfig:
     camera: CameraConfig = field(default_factory=CameraConfig, doc="Camera.")
     power: PowerConfig = field(default_factory=PowerConfig, doc="Power source.")
     clock: ClockConfig = field(default_factory=ClockConfig, doc="Time source detection.")
+
+
+def reference_table() -> str:
+    """The Markdown reference of every key (docs/agent.md embeds it; a test keeps them equal).
+
+    Regenerate with ``python -m drone_agent.config``."""
+    from presacop.config import describe
+
+    lines = ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+    for key, typ, default, doc in describe(AgentConfig):
+        cells = (f"`{key}`", typ, f"`{default}`" if default != "(required)" else "**required**",
+                 doc)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_table(), end="")
