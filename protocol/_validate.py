@@ -36,12 +36,13 @@ def is_int(value: object) -> bool:
 def int_in(value: object, path: str, lo: int, hi: int, err: ErrorClass,
            code: str = "out_of_range") -> int:
     """`value` as an int in [lo, hi]; raises `err` "bad_type" or `code` naming `path`."""
-    if not is_int(value):
-        raise err("bad_type", f"expected an integer, got {type(value).__name__}", path)
-    assert isinstance(value, int)
+    if type(value) is not int:  # the exact-type test first: it is the hot path of decode
+        if not is_int(value):
+            raise err("bad_type", f"expected an integer, got {type(value).__name__}", path)
+        value = int(value)  # type: ignore[call-overload]  # an IntEnum/IntFlag: plain on the wire
     if not lo <= value <= hi:
         raise err(code, f"{value} is outside [{lo}, {hi}]", path)
-    return int(value)
+    return value
 
 
 def scaled(value: object, scale: int, path: str, lo: int, hi: int, err: ErrorClass) -> int:
