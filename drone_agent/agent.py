@@ -30,7 +30,7 @@ from typing import Any
 from drone_agent import messages, plugins
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import Dedupe
-from drone_agent.errors import EvidenceRefused, OutboxFull
+from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
 from drone_agent.evidence import EvidenceStore, encode_jpeg, evidence_id
 from drone_agent.hardware import (
     Camera,
@@ -53,7 +53,7 @@ CAMERA_STALL_S = 5.0  # no frame for this long -> CAMERA_FAULT
 ERROR_LOG_EVERY = 100  # repeated plug-in errors: log the first and every 100th
 COUNTERS = ("captured", "recognized", "skipped_frames", "reads", "violations", "deduped",
             "telemetry", "camera_errors", "recognizer_errors", "invalid_reads",
-            "position_errors", "power_errors", "evidence_errors")
+            "position_errors", "power_errors", "evidence_errors", "outbox_errors")
 
 
 class LatestFrame:
@@ -108,7 +108,9 @@ class Agent:
         self._last_frame_at = time.monotonic()
         self._last_camera_error_at = float("-inf")
         self._outbox_full_latched = False
+        self._last_flags = StatusFlags.NONE
         self._started = False
+        self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class Agent:
         """Stop everything within `timeout` seconds: capture, telemetry, then the publisher
         drains, waits for in-flight PUBACKs, says offline and disconnects. Safe to call twice."""
         deadline = time.monotonic() + timeout
+        self._stopped = True
         self._stop.set()
         capture_share = time.monotonic() + 0.3 * timeout
         for thread in self._threads:
@@ -195,7 +198,9 @@ class Agent:
         out["evidence_evicted"] = ev.evicted if ev else 0
         out["evidence_refused"] = ev.refused if ev else 0
         out["evidence_files"] = ev.count if ev else 0
-        out["flags"] = int(self._flags(self._last_fix, self._last_power)) if ob else 0
+        live = ob is not None and not self._stopped
+        out["flags"] = int(self._flags(self._last_fix, self._last_power) if live
+                           else self._last_flags)
         return out
 
     # -- capture ------------------------------------------------------------------------------
@@ -320,6 +325,11 @@ class Agent:
             self._outbox_full_latched = True
             log.error("VIOLATION REFUSED (plate %s, code %s): %s", read.text, read.code, exc)
             return False
+        except OutboxError as exc:
+            self._count("outbox_errors")
+            self._outbox_full_latched = True
+            log.error("VIOLATION NOT RECORDED (plate %s, code %s): %s", read.text, read.code, exc)
+            return False
         except LocalProtocolError as exc:
             self._count("invalid_reads")
             log.error("recognizer read cannot be sent (%s): %r", exc, read)
@@ -345,6 +355,7 @@ class Agent:
         fix = self._fix()
         power = self._power()
         flags = self._flags(fix, power)
+        self._last_flags = flags
         now = time.time()
         source = self.clock.source(fix, now)
         last = self._last_fix
@@ -459,11 +470,13 @@ def from_config(config: AgentConfig) -> Agent:
     """Build the camera, position, power and recognizer that `config` names, and the agent.
 
     Raises `PluginError` naming the config key; parts already built are closed."""
+    parts = ((plugins.CAMERA, config.camera), (plugins.POSITION, config.position),
+             (plugins.POWER, config.power), (plugins.RECOGNIZER, config.recognizer))
+    for part, section in parts:  # every name resolves before any device is opened
+        plugins.resolve(part, section.factory)
     built: list[Any] = []
     try:
-        for part, section in ((plugins.CAMERA, config.camera), (plugins.POSITION, config.position),
-                              (plugins.POWER, config.power),
-                              (plugins.RECOGNIZER, config.recognizer)):
+        for part, section in parts:
             built.append(plugins.build(part, section.factory, section.options))
     except BaseException:
         for thing in built:

@@ -28,10 +28,11 @@ space exhausted).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,8 @@ class Outbox:
         db.executescript(_SCHEMA)
         version = self._meta("schema_version")
         if version is None:
-            self._set_meta("schema_version", SCHEMA_VERSION)
+            with self._tx() as tx:
+                self._set_meta(tx, "schema_version", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
             raise OutboxError(
                 f"outbox {self.path}: schema version {version}, expected {SCHEMA_VERSION}")
@@ -132,8 +134,9 @@ class Outbox:
         """Allocate a seq, store `build(seq)` durably and return the seq.
 
         Telemetry that cannot fit returns None (counted in `telemetry_dropped`). Raises
-        `OutboxFull` for a violation that cannot fit, `OutboxError` when the seq space is
-        exhausted; any exception from `build` propagates and consumes no seq."""
+        `OutboxFull` for a violation that cannot fit, `OutboxError` when the database fails
+        (closed, disk full, I/O error) or the seq space is exhausted; any exception from `build`
+        propagates. A put that raised or returned None consumed no seq."""
         if kind not in PRIORITY:
             raise ValueError(f"unknown kind {kind!r}")
         created = int(time.time() * 1000) if now_ms is None else now_ms
@@ -141,58 +144,48 @@ class Outbox:
             seq = self._take_seq()
             payload = build(seq)
             cost = len(payload) + ROW_OVERHEAD
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                dropped = self._make_room(kind, cost)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            if dropped is None:
-                self._db.execute("ROLLBACK")
+            with self._tx() as db:
+                dropped = self._make_room(db, kind, cost)
+                if dropped is not None:
+                    db.execute(
+                        "INSERT INTO messages (seq, priority, kind, payload, evidence_id, "
+                        "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        (seq, PRIORITY[kind], kind, payload, evidence_id, created))
+                    self._set_meta(db, "next_seq", seq + 1)
+            if dropped is None:  # nothing was written: the transaction committed no change
                 return self._refuse(kind)
-            try:
-                self._db.execute(
-                    "INSERT INTO messages (seq, priority, kind, payload, evidence_id, created_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (seq, PRIORITY[kind], kind, payload, evidence_id, created))
-                self._set_meta("next_seq", seq + 1)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._next_seq = seq + 1
             self._account(kind, cost, dropped)
             return seq
 
     def reserve_seq(self) -> int:
-        """Allocate a seq used outside the queue (status messages), persisted like any other."""
+        """Allocate a seq used outside the queue (status messages), persisted like any other.
+        Raises `OutboxError`."""
         with self._lock:
             seq = self._take_seq()
-            self._db.execute("BEGIN IMMEDIATE")
-            self._set_meta("next_seq", seq + 1)
-            self._db.execute("COMMIT")
+            with self._tx() as db:
+                self._set_meta(db, "next_seq", seq + 1)
             self._next_seq = seq + 1
             return seq
 
     def ack(self, seqs: Iterable[int]) -> int:
-        """Remove delivered messages (the broker acknowledged them). Returns how many were here."""
+        """Remove delivered messages (the broker acknowledged them). Returns how many were here.
+        Raises `OutboxError`."""
         batch = list(seqs)
         if not batch:
             return 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            removed = 0
-            for chunk in _chunks(batch, 500):
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT kind, length(payload) FROM messages WHERE seq IN ({marks})", chunk
-                ).fetchall()
-                self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
-                for kind, size in rows:
-                    self._forget(kind, size + ROW_OVERHEAD)
-                removed += len(rows)
-            self._db.execute("COMMIT")
-            return removed
+            gone: list[tuple[str, int]] = []
+            with self._tx() as db:
+                for chunk in _chunks(batch, 500):
+                    marks = ",".join("?" * len(chunk))
+                    gone += db.execute(
+                        f"SELECT kind, length(payload) FROM messages WHERE seq IN ({marks})", chunk
+                    ).fetchall()
+                    db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+            for kind, size in gone:
+                self._forget(kind, size + ROW_OVERHEAD)
+            return len(gone)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -203,7 +196,7 @@ class Outbox:
         params: list[int] = list(exclude)
         where = f"WHERE seq NOT IN ({','.join('?' * len(params))})" if params else ""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._conn().execute(
                 f"SELECT seq, kind, payload, created_ms FROM messages {where} "
                 "ORDER BY priority, seq LIMIT ?", [*params, limit]).fetchall()
         return [Entry(seq, kind, bytes(payload), created) for seq, kind, payload, created in rows]
@@ -211,7 +204,7 @@ class Outbox:
     def referenced_evidence(self) -> set[str]:
         """Evidence ids named by queued (undelivered) violations."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._conn().execute(
                 "SELECT DISTINCT evidence_id FROM messages WHERE evidence_id IS NOT NULL"
             ).fetchall()
         return {r[0] for r in rows}
@@ -219,7 +212,8 @@ class Outbox:
     def oldest_created_ms(self) -> int | None:
         """When the oldest queued message was created (ms), or None if empty."""
         with self._lock:
-            return self._db.execute("SELECT min(created_ms) FROM messages").fetchone()[0]  # type: ignore[no-any-return]
+            row = self._conn().execute("SELECT min(created_ms) FROM messages").fetchone()
+        return row[0]  # type: ignore[no-any-return]
 
     def full_for_violations(self, size: int = 256) -> bool:
         """True if a violation of `size` payload bytes would be refused now."""
@@ -255,16 +249,38 @@ class Outbox:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _take_seq(self) -> int:
+    def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise OutboxError(f"outbox {self.path} is closed")
+        return self._db
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; sqlite errors become `OutboxError`, and roll back."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise OutboxError(f"outbox {self.path}: {exc}") from exc
+
+    def _take_seq(self) -> int:
+        self._conn()
         if self._next_seq > SEQ_MAX:
             raise OutboxError(f"outbox {self.path}: sequence space exhausted")
         return self._next_seq
 
-    def _make_room(self, kind: str, cost: int) -> list[tuple[int, int]] | None:
+    def _make_room(self, db: sqlite3.Connection, kind: str,
+                   cost: int) -> list[tuple[int, int]] | None:
         """Drop the oldest telemetry until a row of `cost` fits; the dropped (seq, cost) pairs,
-        or None if it cannot fit (nothing is deleted then: the caller rolls back)."""
+        or None if it cannot fit (then nothing was deleted)."""
         if kind != "telemetry":
             # Violations (and status) compete only among themselves for their share; telemetry
             # beyond its reserve always yields to them.
@@ -277,13 +293,13 @@ class Outbox:
         need_bytes = max(0, self._bytes + cost - self.max_bytes)
         if not need_rows and not need_bytes:
             return []
-        return self._drop_oldest_telemetry(need_rows, need_bytes)
+        return self._drop_oldest_telemetry(db, need_rows, need_bytes)
 
-    def _drop_oldest_telemetry(self, need_rows: int,
+    def _drop_oldest_telemetry(self, db: sqlite3.Connection, need_rows: int,
                                need_bytes: int) -> list[tuple[int, int]] | None:
         dropped: list[tuple[int, int]] = []
         freed_rows = freed_bytes = 0
-        cursor = self._db.execute(
+        cursor = db.execute(
             "SELECT seq, length(payload) FROM messages WHERE kind='telemetry' ORDER BY seq")
         for seq, size in cursor:
             if freed_rows >= need_rows and freed_bytes >= need_bytes:
@@ -296,7 +312,7 @@ class Outbox:
             return None
         for chunk in _chunks([s for s, _ in dropped], 500):
             marks = ",".join("?" * len(chunk))
-            self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+            db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
         return dropped
 
     def _refuse(self, kind: str) -> None:
@@ -329,11 +345,12 @@ class Outbox:
             self._tel_bytes -= cost
 
     def _meta(self, key: str) -> int | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else int(row[0])
 
-    def _set_meta(self, key: str, value: int) -> None:
-        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: int) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
 

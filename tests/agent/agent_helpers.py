@@ -120,8 +120,11 @@ class FakeCamera:
         self.closed = True
 
 
+HERE = Fix(40.75, -73.99, 30.0, 90.0, 5.0)
+
+
 class FakePosition:
-    def __init__(self, fix: Fix | None = Fix(40.75, -73.99, 30.0, 90.0, 5.0)) -> None:
+    def __init__(self, fix: Fix | None = HERE) -> None:
         self.current = fix
 
     def fix(self) -> Fix | None:

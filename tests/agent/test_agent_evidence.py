@@ -53,7 +53,7 @@ def test_over_quota_evicts_oldest_unreferenced(tmp_path: Path) -> None:
     ids = [store.put(blob(i)) for i in range(3)]
     newest = store.put(blob(3))
     assert ids[0] not in store and not store.path(ids[0]).exists()
-    assert all(i in store for i in ids[1:] + [newest])
+    assert all(i in store for i in [*ids[1:], newest])
     assert store.evicted == 1 and store.used_bytes == 3000
 
 

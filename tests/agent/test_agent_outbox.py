@@ -162,7 +162,7 @@ def test_telemetry_dropped_when_no_telemetry_to_replace(tmp_path: Path) -> None:
 def test_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     path.write_bytes(b"this is not a database, just some bytes" * 100)
-    with pytest.raises(OutboxError, match="o.sqlite3"):
+    with pytest.raises(OutboxError, match=r"o\.sqlite3"):
         Outbox(path)
 
 
