@@ -91,6 +91,7 @@ class SimCamera:
             a car stays fully in view for about (1 - 0.2) / scroll frames.
         codes: restrict violations to these codes (default: all of `drawable_codes()`).
         fail_after: after this many frames `read()` raises HardwareError (a camera fault).
+        paused: start paused: `read()` returns None (no frame yet) until `resume()`.
         clock, wall_clock, sleep: injectable time for tests.
 
     Raises:
@@ -100,6 +101,7 @@ class SimCamera:
     def __init__(self, seed: int = 0, width: int = 1280, height: int = 720, fps: float = 5.0,
                  violation_rate: float = 0.3, *, scroll: float = 0.2,
                  codes: Iterable[int] | None = None, fail_after: int | None = None,
+                 paused: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -119,6 +121,9 @@ class SimCamera:
         self._next_due: float | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._running = threading.Event()
+        if not paused:
+            self._running.set()
 
     # -- the Camera interface ------------------------------------------------------------------
 
@@ -128,6 +133,8 @@ class SimCamera:
         Raises:
             HardwareError: the camera was closed, or the simulated fault (`fail_after`) fired.
         """
+        if not self._running.wait(0.05):
+            return None  # paused: no frame now, the caller retries
         with self._lock:
             if self._closed:
                 raise HardwareError("SimCamera is closed")
@@ -140,6 +147,14 @@ class SimCamera:
 
     def close(self) -> None:
         self._closed = True
+        self._running.set()  # a paused read() returns and sees the close
+
+    def pause(self) -> None:
+        """Deliver no frames (read() returns None) until `resume()`: a camera that went dark."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     # -- pure rendering --------------------------------------------------------------------------
 

@@ -174,3 +174,16 @@ def test_slot_cars_matches_rendered_truth() -> None:
     planned = {t.text for t in cam.slot_cars(0, 10)}
     seen = {t.text for f in frames(cam, 6) for t in f.truth}
     assert seen and seen <= planned
+
+
+def test_paused_camera_returns_no_frame_until_resumed() -> None:
+    cam = SimCamera(seed=0, width=320, height=240, fps=0, paused=True)
+    assert cam.read() is None
+    cam.resume()
+    first = cam.read()
+    assert first is not None and first.index == 0
+    cam.pause()
+    assert cam.read() is None
+    cam.resume()
+    again = cam.read()
+    assert again is not None and again.index == 1
