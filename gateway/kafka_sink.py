@@ -23,6 +23,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,14 @@ from .records import OutRecord
 log = logging.getLogger("gateway.kafka")
 
 Callback = Callable[["RecordRejected | None"], None]
+
+
+def _import_kafka() -> None:
+    """Import kafka-python once, quietly: 3.0 warns (DeprecationWarning) about its own use of
+    importlib.resources at import time, which test runs treat as errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import kafka.admin  # noqa: F401
 
 
 class RecordRejected(Exception):
@@ -55,6 +64,7 @@ class KafkaSink:
     def __init__(self, cfg: KafkaConfig, client_id: str, *, retry_min_s: float = 0.2,
                  retry_max_s: float = 10.0, on_state: Callable[[bool], None] | None = None,
                  on_retry: Callable[[], None] | None = None) -> None:
+        _import_kafka()
         self._cfg = cfg
         self._client_id = client_id
         self._retry_min_s = retry_min_s

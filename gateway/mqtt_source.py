@@ -221,7 +221,9 @@ class MqttSource:
 
     def _on_disconnect(self, _client: object, _userdata: object, _flags: object, reason: object,
                        _props: object) -> None:
-        if self._subscribed.is_set():
+        if self._stop.is_set():
+            log.info("mqtt disconnected: %s", reason)
+        elif self._subscribed.is_set():
             log.warning("mqtt disconnected: %s", reason)
         self._lost()
 

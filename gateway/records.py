@@ -28,9 +28,11 @@ CONTENT_TYPE = b"application/json"
 ALERT_NAMESPACE = uuid.UUID("5d0c5a8e-3f0e-4a53-9a57-3d1b0c6f4a11")
 
 # Gateway fields added to every message record (documented in docs/kafka-records.md).
+# The protocol's JSON already carries "schema" (its version), "kind" and "message_id"; the
+# envelope repeats the last two only as a consistency check.
 ENVELOPE_FIELDS = (
-    "message_id", "kind", "schema_version", "record_version", "received_ms", "gateway_id",
-    "delay_ms", "clock_suspect", "retained",
+    "message_id", "kind", "record_version", "received_ms", "gateway_id", "delay_ms",
+    "clock_suspect", "retained",
 )
 
 
@@ -83,7 +85,6 @@ def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
     envelope = {
         "message_id": mid,
         "kind": kind,
-        "schema_version": protocol.SCHEMA_VERSION,
         "record_version": RECORD_VERSION,
         "received_ms": receipt.received_ms,
         "gateway_id": receipt.gateway_id,
@@ -96,36 +97,26 @@ def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
                      _headers(kind, mid), kind)
 
 
+# Fields of the violation copied into its alert (names as in the protocol's JSON).
+ALERT_VIOLATION_FIELDS = (
+    "message_id", "drone_id", "seq", "time_ms", "time", "time_source", "lat_deg", "lon_deg",
+    "alt_m", "plate", "region", "confidence", "evidence_id", "vehicle",
+)
+
+
 def alert_record(msg: protocol.Violation, topic: str, receipt: Receipt) -> OutRecord:
     """The open alert for an unqualified violation: what an operator needs to set the code.
 
     Keyed by alert id, so every state of one alert (open, then resolved by the review step) lands
     in one partition in order, and the topic can be compacted to the latest state per alert.
     """
-    mid = protocol.message_id(msg)
-    aid = alert_id(mid)
     violation = protocol.to_json(msg)
-    value = {
-        "alert_id": aid,
-        "state": "open",
-        "record_version": RECORD_VERSION,
-        "schema_version": protocol.SCHEMA_VERSION,
-        "message_id": mid,
-        "drone_id": msg.header.drone_id,
-        "time_ms": msg.header.time_ms,
-        "time_source": msg.header.time_source.name.lower(),
-        "position": violation.get("position", _position(msg)),
-        "plate": msg.plate,
-        "region": msg.region,
-        "confidence": msg.confidence,
-        "evidence_id": msg.evidence_id,
-        "vehicle": violation.get("vehicle"),
-        "code": None,
-        "code_set_by": None,
-        "received_ms": receipt.received_ms,
-        "gateway_id": receipt.gateway_id,
-        "updated_ms": receipt.received_ms,
-    }
+    mid = violation["message_id"]
+    aid = alert_id(mid)
+    value: dict[str, Any] = {"alert_id": aid, "state": "open", "record_version": RECORD_VERSION}
+    value.update((k, violation[k]) for k in ALERT_VIOLATION_FIELDS)
+    value.update(code=None, code_set_by=None, received_ms=receipt.received_ms,
+                 gateway_id=receipt.gateway_id, updated_ms=receipt.received_ms)
     return OutRecord(topic, aid.encode(), _dumps(value), _headers("alert", mid), "alert")
 
 
@@ -197,11 +188,6 @@ def _merge(value: dict[str, Any], envelope: Mapping[str, Any]) -> None:
             raise ValueError(f"protocol JSON field {name!r}={value[name]!r} clashes with the "
                              f"gateway's {v!r}")
         value[name] = v
-
-
-def _position(msg: protocol.Violation) -> dict[str, float]:
-    p = msg.position
-    return {"lat": p.lat, "lon": p.lon, "alt_m": p.alt_m}
 
 
 def _dumps(value: Mapping[str, Any]) -> bytes:

@@ -107,9 +107,9 @@ def _dead(reason: str, detail: str, payload: bytes, receipt: Receipt, settings: 
 
 
 def _drone_segment(topic: str) -> str | None:
-    """The drone id of a topic whose kind is bad, if its drone segment is itself valid."""
+    """The drone id named by a bad topic (unknown kind, extra levels), if that part is valid."""
     parts = topic.split("/")
-    if len(parts) != 5:
+    if len(parts) < 4:
         return None
     probe = "/".join([*parts[:4], protocol.Kind.TELEMETRY.value])
     try:

@@ -180,6 +180,7 @@ class Gateway:
             "received": value(m.received), "acked": value(m.acked),
             "produced": value(m.produced), "deadletter": value(m.deadletter),
             "alerts": value(m.alerts), "duplicates": value(m.duplicates),
+            "ignored_draining": value(m.ignored_draining),
             "in_flight": self._in_flight, "in_flight_max": self._in_flight_max,
             "pending": len(self._pending),
         }
@@ -188,7 +189,13 @@ class Gateway:
 
     def _on_delivery(self, d: Delivery) -> None:
         self.metrics.received.inc()
+        topic_text = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
+        receipt = Receipt(mqtt_topic=topic_text, received_ms=_now_ms(),
+                          gateway_id=self.gateway_id, qos=d.qos, retained=d.retain)
+        routed = route(d.topic, d.payload, receipt, self._settings)
         ack = (d.generation, d.mid, d.qos)
+        # One critical section from the draining check to the submits, so that once `stop()`
+        # has set `_draining`, nothing new can reach Kafka behind its back.
         with self._lock:
             if self._draining:
                 # Not acknowledged: the broker keeps it in our session and redelivers it.
@@ -197,39 +204,34 @@ class Gateway:
             if d.qos > 0:
                 self._in_flight += 1
                 self._in_flight_max = max(self._in_flight_max, self._in_flight)
+            pending = self._admit(routed, d.payload, receipt, ack)
+            if pending is not None:
+                for record in routed.records:
+                    self._submit(pending, record)
         self.metrics.in_flight.set(self._in_flight)
         self.metrics.in_flight_max.set(self._in_flight_max)
-        topic_text = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
-        receipt = Receipt(mqtt_topic=topic_text, received_ms=_now_ms(),
-                          gateway_id=self.gateway_id, qos=d.qos, retained=d.retain)
-        routed = route(d.topic, d.payload, receipt, self._settings)
-        pending = self._admit(routed, d.payload, receipt, ack)
-        if pending is None:
-            return
-        for record in routed.records:
-            self._submit(pending, record)
 
     def _admit(self, routed: Routed, payload: bytes, receipt: Receipt,
                ack: tuple[int, int, int]) -> _Pending | None:
-        """The pending entry to produce, or None when the delivery is a duplicate."""
+        """The pending entry to produce, or None when the delivery is a duplicate (caller holds
+        the lock)."""
         mid = routed.message_id
-        with self._lock:
-            if mid is not None and routed.drone_id is not None and routed.seq is not None:
-                existing = self._pending.get(mid)
-                if existing is not None:  # redelivered while its records are still in flight
-                    existing.acks.append(ack)
-                    self.metrics.duplicates.inc()
-                    return None
-                verdict = self._tracker.observe(routed.drone_id, routed.seq)
-                if verdict is Verdict.DUPLICATE:
-                    self.metrics.duplicates.inc()
-                    self._ack_now(ack)
-                    return None
-                if verdict is Verdict.UNKNOWN:
-                    self.metrics.window_misses.inc()
-            pending = _Pending(routed, payload, receipt, len(routed.records), [ack])
-            if mid is not None:
-                self._pending[mid] = pending
+        if mid is not None and routed.drone_id is not None and routed.seq is not None:
+            existing = self._pending.get(mid)
+            if existing is not None:  # redelivered while its records are still in flight
+                existing.acks.append(ack)
+                self.metrics.duplicates.inc()
+                return None
+            verdict = self._tracker.observe(routed.drone_id, routed.seq)
+            if verdict is Verdict.DUPLICATE:
+                self.metrics.duplicates.inc()
+                self._ack_now(ack)
+                return None
+            if verdict is Verdict.UNKNOWN:
+                self.metrics.window_misses.inc()
+        pending = _Pending(routed, payload, receipt, len(routed.records), [ack])
+        if mid is not None:
+            self._pending[mid] = pending
         return pending
 
     def _submit(self, pending: _Pending, record: OutRecord) -> None:

@@ -1,0 +1,369 @@
+"""Helpers for the gateway tests (conftest.py re-exports the fixtures): message builders, a
+QoS 1 publisher, a Kafka reader, and the gateway run as a real subprocess
+(`.venv/bin/presacop gateway --config <toml>`).
+
+Each test picks its own Kafka topic names and drone ids, so all of them can share the session
+`stack` without seeing each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import protocol
+from presacop.stack import free_port
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 uses the deprecated importlib.resources API at import time.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, TopicPartition
+
+PRESACOP = str(Path(sys.executable).with_name("presacop"))
+TOPIC_KINDS = ("telemetry", "violations", "alerts", "deadletter")
+POS = protocol.Position(40.7128, -74.006, 30.0)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def header(drone: str, seq: int, t: int | None = None,
+           source: protocol.TimeSource = protocol.TimeSource.GPS) -> protocol.Header:
+    return protocol.Header(drone, seq, now_ms() if t is None else t, source)
+
+
+def telemetry(drone: str, seq: int, **kw: Any) -> protocol.Telemetry:
+    return protocol.Telemetry(header(drone, seq, **kw), POS, 90.0, 7.5, 80)
+
+
+def violation(drone: str, seq: int, code: int | None = 21, **kw: Any) -> protocol.Violation:
+    return protocol.Violation(header(drone, seq, **kw), POS, "ABC1234", "NY", 0.93, code,
+                              f"{seq:016x}", protocol.Vehicle("TOYOT", "WH", "SUBN"))
+
+
+def status(drone: str, seq: int, online: bool = True, **kw: Any) -> protocol.Status:
+    return protocol.Status(header(drone, seq, **kw), online)
+
+
+def mqtt_topic(msg: protocol.Message) -> str:
+    return protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+# -- MQTT -------------------------------------------------------------------------------------
+
+
+class Publisher:
+    """A plain paho client publishing at QoS 1, as a drone would."""
+
+    def __init__(self, host: str, port: int, client_id: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                   client_id=client_id or unique("pub-"), protocol=mqtt.MQTTv5)
+        self._client.max_inflight_messages_set(100)
+        self._client.connect(host, port)
+        self._client.loop_start()
+        self._infos: list[Any] = []
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self._infos.append(self._client.publish(topic, payload, qos=1, retain=retain))
+
+    def send(self, msg: protocol.Message) -> str:
+        self.publish(mqtt_topic(msg), protocol.encode(msg))
+        return protocol.message_id(msg)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until the broker acknowledged everything published."""
+        deadline = time.monotonic() + timeout
+        for info in self._infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge a publish in time"
+        self._infos.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def publisher_factory() -> Iterator[Callable[[str, int], Publisher]]:
+    made: list[Publisher] = []
+
+    def make(host: str, port: int) -> Publisher:
+        pub = Publisher(host, port)
+        made.append(pub)
+        return pub
+
+    yield make
+    for pub in made:
+        pub.close()
+
+
+# -- Kafka ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rec:
+    topic: str
+    key: bytes | None
+    value: dict[str, Any]
+    headers: dict[str, bytes]
+    partition: int
+
+
+def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Rec]], bool],
+               timeout: float = 90.0) -> list[Rec]:
+    """Every record of `topic` from the beginning, polling until `until(records)` or timeout."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        deadline = time.monotonic() + timeout
+        parts = None
+        while parts is None and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if parts is None:
+                time.sleep(0.5)
+        if parts is None:
+            return []
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Rec] = []
+        while time.monotonic() < deadline and not until(out):
+            for tp_records in consumer.poll(timeout_ms=500).values():
+                for r in tp_records:
+                    out.append(Rec(r.topic, r.key, json.loads(r.value), dict(r.headers),
+                                   r.partition))
+        return out
+    finally:
+        consumer.close()
+
+
+def read_ids(bootstrap: str, topic: str, expected: set[str], timeout: float = 120.0,
+             field_name: str = "message_id") -> list[str]:
+    """message ids found in `topic` (with repeats), waiting until `expected` are all there."""
+    recs = read_topic(bootstrap, topic, timeout=timeout,
+                      until=lambda rs: expected <= {r.value[field_name] for r in rs})
+    return [r.value[field_name] for r in recs]
+
+
+# -- the gateway as a subprocess --------------------------------------------------------------
+
+
+def config_toml(mqtt_port: int, bootstrap: str, *, topics: dict[str, str], client_id: str,
+                metrics_port: int, share_group: str = "presacop-gateway",
+                extra: str = "") -> str:
+    topic_lines = "\n".join(f'{k} = "{v}"' for k, v in topics.items())
+    return f"""
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+client_id = "{client_id}"
+share_group = "{share_group}"
+reconnect_min_s = 0.2
+reconnect_max_s = 2.0
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+partitions = 3
+health_interval_s = 0.5
+
+[kafka.topics]
+{topic_lines}
+
+[metrics]
+address = "127.0.0.1:{metrics_port}"
+
+[log]
+format = "json"
+level = "INFO"
+{extra}
+"""
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    return {k: f"{prefix}.{k}" for k in TOPIC_KINDS}
+
+
+@dataclass
+class GatewayProc:
+    """One `presacop gateway` process; restartable with the same config and client id."""
+
+    config_path: Path
+    metrics_port: int
+    log_path: Path
+    mqtt_port: int
+    client_id: str
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProc:
+        env = {**os.environ, **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed in wait()
+        self.proc = subprocess.Popen([PRESACOP, "gateway", "--config", str(self.config_path)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+            exc.close()
+            return exc.code, body
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.alive(), f"gateway exited early:\n{self.log_tail()}"
+            try:
+                if self.health()[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"gateway not ready in {timeout}s:\n{self.log_tail()}")
+
+    def metrics(self) -> dict[str, float]:
+        """Samples of /metrics as {"name{labels}": value}."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def log_records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
+    """factory(mqtt_port, bootstrap, topics, client_id=..., share_group=..., extra=..., env=...)
+    -> a configured (not started) GatewayProc; every one is stopped at teardown."""
+    made: list[GatewayProc] = []
+
+    def make(mqtt_port: int, bootstrap: str, topics: dict[str, str], *,
+             client_id: str | None = None, share_group: str | None = None, extra: str = "",
+             env: dict[str, str] | None = None) -> GatewayProc:
+        n = len(made)
+        metrics_port = free_port()
+        path = tmp_path / f"gateway-{n}.toml"
+        client_id = client_id or unique("gw-")
+        path.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
+                                    metrics_port=metrics_port,
+                                    share_group=share_group or unique("grp-"), extra=extra))
+        gw = GatewayProc(path, metrics_port, tmp_path / f"gateway-{n}.log", mqtt_port,
+                         client_id, env=env or {})
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.stop()
+    for gw in made:
+        # The gateway's persistent session would otherwise stay subscribed on the shared broker
+        # and queue every later test's messages.
+        end_session("127.0.0.1", gw.mqtt_port, gw.client_id)
+
+
+def end_session(host: str, port: int, client_id: str) -> None:
+    """Remove a client's persistent session: connect with clean start, expiry 0, disconnect."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    try:
+        client.connect(host, port, clean_start=True)
+    except OSError:
+        return  # the broker is gone (a private one already stopped): so is the session
+    client.loop_start()
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
+def metric(samples: dict[str, float], name: str) -> float:
+    """Sum of all series of `name` (any labels)."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def duplicates(ids: Iterable[str]) -> int:
+    ids = list(ids)
+    return len(ids) - len(set(ids))
