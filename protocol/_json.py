@@ -31,6 +31,7 @@ from protocol._messages import (
     Vehicle,
     Violation,
 )
+from protocol._validate import show
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCHEMA_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})")
@@ -120,7 +121,7 @@ def from_json(d: Mapping[str, Any]) -> Message:
     out = json_of_wire(_codec.to_wire(msg, err))
     for key in _DERIVED & d.keys():
         if d[key] != out[key]:
-            raise err("inconsistent", f"{d[key]!r} != {out[key]!r} derived from the other fields",
+            raise err("inconsistent", f"{show(d[key])} != {out[key]!r}, derived from the others",
                       f"$.{key}")
     return _codec.from_wire(_codec.to_wire(msg, err))
 
@@ -131,7 +132,7 @@ def _schema(value: object) -> int:
                                   "expected a \"major.minor\" string", "$.schema")
     match = _SCHEMA_RE.fullmatch(value)
     if match is None:
-        raise RemoteProtocolError("bad_type", f"{value[:20]!r} is not \"major.minor\"", "$.schema")
+        raise RemoteProtocolError("bad_type", f"{show(value)} is not \"major.minor\"", "$.schema")
     if int(match[1]) != _codec.SCHEMA_MAJOR:
         raise RemoteProtocolError("unknown_version", f"unknown schema version {value}", "$.schema")
     return int(match[2])
@@ -144,7 +145,7 @@ def _kind(value: object) -> Kind:
     try:
         return Kind(value)
     except ValueError:
-        raise RemoteProtocolError("unknown_kind", f"unknown kind {value[:20]!r}",
+        raise RemoteProtocolError("unknown_kind", f"unknown kind {show(value)}",
                                   "$.kind") from None
 
 
@@ -156,7 +157,7 @@ def _check_keys(d: Mapping[str, Any], kind: Kind, minor: int) -> None:
     if minor <= _codec.SCHEMA_MINOR:  # a newer minor may add keys; we ignore them
         for key in d:
             if key not in known:
-                raise RemoteProtocolError("extra_field", f"unknown key {str(key)[:40]!r}",
+                raise RemoteProtocolError("extra_field", f"unknown key {show(key)}",
                                           f"$.{key}")
 
 
@@ -187,7 +188,7 @@ def _flags(value: object) -> StatusFlags:
         if not isinstance(name, str):
             raise RemoteProtocolError("bad_type", "expected a flag name", f"$.flags[{index}]")
         if name not in _FLAGS:
-            raise RemoteProtocolError("out_of_range", f"unknown flag {name[:40]!r}",
+            raise RemoteProtocolError("out_of_range", f"unknown flag {show(name)}",
                                       f"$.flags[{index}]")
         flags |= _FLAGS[name]
     return flags
@@ -200,7 +201,7 @@ def _vehicle(value: object) -> Vehicle | None:
         raise RemoteProtocolError("bad_type", "expected an object or null", "$.vehicle")
     for key in value:
         if key not in _VEHICLE_KEYS:
-            raise RemoteProtocolError("extra_field", f"unknown key {str(key)[:40]!r}",
+            raise RemoteProtocolError("extra_field", f"unknown key {show(key)}",
                                       f"$.vehicle.{key}")
     return Vehicle(*(value.get(key) for key in _VEHICLE_KEYS))
 

@@ -20,12 +20,14 @@ CONFIDENCE_SCALE = 100  # percent
 
 
 def _quantize(value: object, scale: int) -> object:
-    """The value rounded to 1/scale, or unchanged if it is not a finite real (encode rejects it)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """The float rounded to 1/scale. Anything else is returned unchanged: an int is already exact,
+    and a non-number, NaN or a float too large to scale is for `encode` to reject."""
+    if type(value) is not float:
         return value
-    if not math.isfinite(value):
+    scaled = value * scale
+    if not math.isfinite(scaled):
         return value
-    return round(value * scale) / scale
+    return round(scaled) / scale
 
 
 def _set(obj: object, name: str, value: object) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from protocol._errors import TopicError
 from protocol._messages import Kind
-from protocol._validate import DRONE_ID_RE
+from protocol._validate import DRONE_ID_RE, show
 
 TOPIC_PREFIX = "presacop/v1/drones"
 SUBSCRIPTION = f"{TOPIC_PREFIX}/+/+"
@@ -20,10 +20,10 @@ _KINDS = {k.value: k for k in Kind}
 def topic(drone_id: str, kind: Kind) -> str:
     """The topic a drone publishes `kind` messages on. Raises TopicError for a bad id or kind."""
     if not isinstance(drone_id, str) or DRONE_ID_RE.fullmatch(drone_id) is None:
-        raise TopicError(f"drone id {drone_id!r} does not match {DRONE_ID_RE.pattern}",
+        raise TopicError(f"drone id {show(drone_id)} does not match {DRONE_ID_RE.pattern}",
                          "$.drone_id")
     if not isinstance(kind, Kind):
-        raise TopicError(f"expected a Kind, got {kind!r}", "$.kind")
+        raise TopicError(f"expected a Kind, got {show(kind)}", "$.kind")
     return f"{TOPIC_PREFIX}/{drone_id}/{kind.value}"
 
 
@@ -34,11 +34,11 @@ def parse_topic(name: str) -> tuple[str, Kind]:
         raise TopicError(f"expected a str topic, got {type(name).__name__}")
     levels = name.split("/")
     if len(levels) != len(_PREFIX_LEVELS) + 2 or tuple(levels[:3]) != _PREFIX_LEVELS:
-        raise TopicError(f"{name[:80]!r} is not {TOPIC_PREFIX}/<drone_id>/<kind>")
+        raise TopicError(f"{show(name)} is not {TOPIC_PREFIX}/<drone_id>/<kind>")
     drone_id, kind = levels[3], levels[4]
     if DRONE_ID_RE.fullmatch(drone_id) is None:
-        raise TopicError(f"drone id {drone_id[:40]!r} does not match {DRONE_ID_RE.pattern}",
+        raise TopicError(f"drone id {show(drone_id)} does not match {DRONE_ID_RE.pattern}",
                          "$.drone_id")
     if kind not in _KINDS:
-        raise TopicError(f"unknown kind {kind[:40]!r} in topic", "$.kind")
+        raise TopicError(f"unknown kind {show(kind)} in topic", "$.kind")
     return drone_id, _KINDS[kind]

@@ -28,6 +28,14 @@ TIME_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (fits the wire's uint32 
 UINT32_MAX = 2**32 - 1
 
 
+def show(value: object) -> str:
+    """A short rendering of a bad value for an error message (ints can be huge, strs long)."""
+    if isinstance(value, int) and not -(2**64) < value < 2**64:
+        return f"a {value.bit_length()}-bit integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def is_int(value: object) -> bool:
     """True for an int that is not a bool (msgpack and JSON keep them apart; so do we)."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -41,7 +49,7 @@ def int_in(value: object, path: str, lo: int, hi: int, err: ErrorClass,
             raise err("bad_type", f"expected an integer, got {type(value).__name__}", path)
         value = int(value)  # type: ignore[call-overload]  # an IntEnum/IntFlag: plain on the wire
     if not lo <= value <= hi:
-        raise err(code, f"{value} is outside [{lo}, {hi}]", path)
+        raise err(code, f"{show(value)} is outside [{lo}, {hi}]", path)
     return value
 
 
@@ -49,11 +57,11 @@ def scaled(value: object, scale: int, path: str, lo: int, hi: int, err: ErrorCla
     """A real number as its wire integer round(value * scale), checked in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise err("bad_type", f"expected a number, got {type(value).__name__}", path)
-    if not math.isfinite(value):
-        raise err("out_of_range", f"{value} is not a finite number", path)
-    wire = round(value * scale)
+    if isinstance(value, float) and not math.isfinite(value * scale):  # round() would raise
+        raise err("out_of_range", f"{show(value)} is not a finite number at this scale", path)
+    wire = round(value * scale)  # an int stays exact, however large
     if not lo <= wire <= hi:
-        raise err("out_of_range", f"{value} is outside [{lo / scale}, {hi / scale}]", path)
+        raise err("out_of_range", f"{show(value)} is outside [{lo / scale}, {hi / scale}]", path)
     return wire
 
 
@@ -63,7 +71,7 @@ def text(value: object, path: str, pattern: re.Pattern[str], err: ErrorClass,
     if not isinstance(value, str):
         raise err("bad_type", f"expected a string, got {type(value).__name__}", path)
     if pattern.fullmatch(value) is None:
-        raise err(code, f"{value[:40]!r} does not match {pattern.pattern}", path)
+        raise err(code, f"{show(value)} does not match {pattern.pattern}", path)
     return value
 
 
@@ -79,7 +87,7 @@ def violation_code(value: object, path: str, err: ErrorClass) -> int | None:
     if not is_int(value):
         raise err("bad_type", f"expected an integer or nil, got {type(value).__name__}", path)
     if value not in VIOLATION_CODES:
-        raise err("unknown_code", f"{value} is not a NYC DOF violation code", path)
+        raise err("unknown_code", f"{show(value)} is not a NYC DOF violation code", path)
     assert isinstance(value, int)
     return value
 
@@ -96,7 +104,8 @@ def time_ms(value: object, path: str, err: ErrorClass) -> int:
         raise err("bad_type", f"expected an integer, got {type(value).__name__}", path)
     assert isinstance(value, int)
     if not TIME_MIN_MS <= value < TIME_MAX_MS:
-        raise err("invalid_time", f"{value} ms is outside [2020-01-01, 2100-01-01) UTC", path)
+        raise err("invalid_time", f"{show(value)} ms is outside [2020-01-01, 2100-01-01) UTC",
+                  path)
     return value
 
 

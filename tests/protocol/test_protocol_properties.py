@@ -95,3 +95,54 @@ def test_any_json_gives_a_message_or_protocol_error(doc: object) -> None:
         protocol.from_json(doc)  # type: ignore[arg-type]
     except protocol.RemoteProtocolError as exc:
         assert exc.code in protocol.ERROR_CODES
+
+
+_wild = (msgpack_values | st.integers() | st.floats() | st.just(10**5000)
+         | st.lists(st.text(max_size=12), max_size=3))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(messages, st.data())
+def test_json_with_one_value_changed_gives_a_message_or_protocol_error(
+    msg: protocol.Message, data: st.DataObject
+) -> None:
+    doc = protocol.to_json(msg)
+    key = data.draw(st.sampled_from(sorted(doc)))
+    doc[key] = data.draw(_wild)
+    try:
+        back = protocol.from_json(doc)
+    except protocol.RemoteProtocolError as exc:
+        assert exc.code in protocol.ERROR_CODES
+        assert exc.path is not None and exc.path.startswith("$")
+        return
+    assert protocol.decode(protocol.encode(back)) == back
+
+
+@settings(max_examples=1000, deadline=None)
+@given(messages, st.data())
+def test_a_message_with_one_field_changed_encodes_or_raises_local_error(
+    msg: protocol.Message, data: st.DataObject
+) -> None:
+    import dataclasses
+
+    target = data.draw(st.sampled_from(["header", "position", "self"]))
+    value = data.draw(_wild)
+    if target == "self":
+        name = data.draw(st.sampled_from([f.name for f in dataclasses.fields(msg)]))
+        changed = dataclasses.replace(msg, **{name: value})
+    elif target == "header":
+        name = data.draw(st.sampled_from([f.name for f in dataclasses.fields(protocol.Header)]))
+        changed = dataclasses.replace(msg, header=dataclasses.replace(msg.header,
+                                                                      **{name: value}))
+    else:
+        if not hasattr(msg, "position"):
+            return
+        name = data.draw(st.sampled_from(["lat", "lon", "alt_m"]))
+        changed = dataclasses.replace(msg, position=dataclasses.replace(
+            msg.position, **{name: value}))  # type: ignore[union-attr]
+    try:
+        payload = protocol.encode(changed)
+    except protocol.LocalProtocolError as exc:
+        assert exc.code in protocol.ERROR_CODES and exc.path is not None
+        return
+    assert protocol.decode(payload) == changed
