@@ -138,11 +138,13 @@ def candidates(msg: protocol.Message) -> dict[str, Pair]:
     """name -> (encode, decode) callables for one message."""
     data = protocol.encode(msg)
     wire = _wire(msg)
+    doc = protocol.to_json(msg)
     from protocol._codec import to_wire  # the validating half of encode, for the msgspec pairing
 
     out: dict[str, Pair] = {
         "protocol (msgpack)": (lambda: protocol.encode(msg), lambda: protocol.decode(data)),
         "raw msgpack, no checks": (lambda: msgpack.packb(wire), lambda: msgpack.unpackb(data)),
+        "protocol to/from_json": (lambda: protocol.to_json(msg), lambda: protocol.from_json(doc)),
     }
     if msgspec is not None:
         typed = _msgspec_decoder(protocol.kind_of(msg).value)

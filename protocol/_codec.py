@@ -237,15 +237,32 @@ def _unpack_error(exc: Exception, path: str) -> ProtocolError:
 
 def from_wire(fields: Sequence[Any]) -> Message:
     """The message of a wire array; raises RemoteProtocolError."""
-    err = RemoteProtocolError
     kind, minor = _envelope(fields)
     fields = _fit_length(fields, kind, minor)
     header = _header_from_wire(fields)
+    msg: Message
     if kind is Kind.TELEMETRY:
-        return _telemetry_from_wire(header, fields)
-    if kind is Kind.VIOLATION:
-        return _violation_from_wire(header, fields)
-    return Status(header, v.boolean(fields[6], "$.online", err))
+        msg = _telemetry_from_wire(header, fields)
+    elif kind is Kind.VIOLATION:
+        msg = _violation_from_wire(header, fields)
+    else:
+        msg = Status(header, v.boolean(fields[6], "$.online", RemoteProtocolError))
+    # The gateway's hot path is decode then to_json: remember the array just validated so that
+    # to_json need not scale and validate it again. Not a field: equality and repr ignore it,
+    # and dataclasses.replace() makes a message without it.
+    object.__setattr__(msg, _WIRE_MEMO, tuple(fields))
+    return msg
+
+
+_WIRE_MEMO = "_protocol_wire"
+
+
+def validated_wire(msg: object, err: ErrorClass) -> Sequence[Any]:
+    """The wire array of `msg`: the one `decode` validated, else `to_wire(msg, err)`.
+    Not canonical bytes-wise (it may hold a newer minor's version or explicit nils), so it is for
+    reading values, never for encoding."""
+    memo = getattr(msg, "__dict__", {}).get(_WIRE_MEMO)
+    return memo if memo is not None else to_wire(msg, err)
 
 
 def _envelope(fields: Sequence[Any]) -> tuple[Kind, int]:

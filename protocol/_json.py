@@ -8,7 +8,7 @@ accepts them absent but rejects them if they disagree ("inconsistent").
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -59,10 +59,10 @@ def iso_time(ms: int) -> str:
 
 def to_json(msg: Message) -> dict[str, Any]:
     """The canonical JSON form. Raises LocalProtocolError if `msg` is invalid."""
-    return json_of_wire(_codec.to_wire(msg, LocalProtocolError))
+    return json_of_wire(_codec.validated_wire(msg, LocalProtocolError))
 
 
-def json_of_wire(wire: list[Any]) -> dict[str, Any]:
+def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
     """The canonical JSON form of a validated wire array."""
     kind = _codec._KIND_OF_WIRE[wire[1]]
     drone_id, seq = wire[2], wire[3]

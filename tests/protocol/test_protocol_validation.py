@@ -195,3 +195,23 @@ def test_decode_accepts_bytearray_and_memoryview() -> None:
     data = protocol.encode(TEL)
     assert protocol.decode(bytearray(data)) == TEL
     assert protocol.decode(memoryview(data)) == TEL
+
+
+def test_to_json_of_a_decoded_message_follows_its_fields() -> None:
+    """decode remembers the validated array for to_json; a changed copy must not reuse it."""
+    decoded = protocol.decode(protocol.encode(VIO))
+    assert protocol.to_json(decoded) == protocol.to_json(VIO)
+    changed = dataclasses.replace(decoded, code=None)
+    assert protocol.to_json(changed)["code"] is None
+    assert protocol.to_json(changed)["qualified"] is False
+    with pytest.raises(protocol.LocalProtocolError):
+        protocol.to_json(dataclasses.replace(decoded, plate="bad plate"))
+
+
+def test_to_json_of_a_newer_minor_message_is_our_canonical_form() -> None:
+    import msgpack
+
+    fields = msgpack.unpackb(protocol.encode(VIO))
+    newer = msgpack.packb([0x12, *fields[1:], None, None, None, "appended"])
+    doc = protocol.to_json(protocol.decode(newer))
+    assert doc == protocol.to_json(VIO) and doc["schema"] == "1.0"
