@@ -305,13 +305,14 @@ def _header_from_wire(fields: Sequence[Any]) -> Header:
     err = RemoteProtocolError
     drone_id = v.text(fields[2], "$.drone_id", v.DRONE_ID_RE, err)
     seq = v.int_in(fields[3], "$.seq", 0, v.UINT32_MAX, err)
-    secs = v.int_in(fields[4], "$.time_ms", 0, v.UINT32_MAX, err, code="invalid_time")
+    # The window's ends are whole seconds, so checking the seconds checks the time.
+    secs = v.int_in(fields[4], "$.time_ms", v.TIME_MIN_MS // 1000, v.TIME_MAX_MS // 1000 - 1, err,
+                    code="invalid_time")
     sub = v.int_in(fields[5], "$.time_ms", 0, 999 << MS_SHIFT | 3, err)
     source = sub & ((1 << MS_SHIFT) - 1)
     if source > max(TimeSource):
         raise err("out_of_range", f"unknown time source {source}", "$.time_source")
-    ms = v.time_ms(secs * 1000 + (sub >> MS_SHIFT), "$.time_ms", err)
-    return Header(drone_id, seq, ms, TimeSource(source))
+    return Header(drone_id, seq, secs * 1000 + (sub >> MS_SHIFT), TimeSource(source))
 
 
 def _position_from_wire(fields: Sequence[Any]) -> Position:
