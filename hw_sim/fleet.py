@@ -127,7 +127,7 @@ class Drone:
     """One simulated drone's parts. `agent` is a `drone_agent.agent.Agent`."""
 
     drone_id: str
-    index: int
+    number: int  # from the id: sim-0007 -> 7
     data_dir: Path
     proxy: LinkProxy
     camera: SimCamera
@@ -210,8 +210,8 @@ class Fleet:
         self._started = True
         self._t0 = time.monotonic()
         try:
-            for index, drone_id in enumerate(self.drone_ids):
-                self.drones[drone_id] = self._start_drone(drone_id, index)
+            for drone_id in self.drone_ids:
+                self.drones[drone_id] = self._start_drone(drone_id, self._number(drone_id))
         except Exception as exc:
             self.stop(timeout=5.0)
             raise FleetError(f"fleet failed to start {drone_id}: {exc}") from exc
@@ -333,20 +333,20 @@ class Fleet:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _start_drone(self, drone_id: str, index: int) -> Drone:
+    def _start_drone(self, drone_id: str, number: int) -> Drone:
         from drone_agent.agent import Agent
         from drone_agent.stub_recognizer import StubRecognizer
 
         data_dir = self.data_root / drone_id
         proxy = LinkProxy(*self.broker, name=f"link-{drone_id}")
         proxy.start()
-        drone = Drone(drone_id, index, data_dir, proxy,
-                      SimCamera(seed=self._seed(index, "camera"), paused=True,
+        drone = Drone(drone_id, number, data_dir, proxy,
+                      SimCamera(seed=self._seed(number, "camera"), paused=True,
                                 **self.options["camera"]),
-                      RoutePosition(seed=self._seed(index, "position"),
+                      RoutePosition(seed=self._seed(number, "position"),
                                     **self.options["position"]),
                       SimBattery(**self.options["power"]))
-        recognizer = StubRecognizer(seed=self._seed(index, "recognizer"),
+        recognizer = StubRecognizer(seed=self._seed(number, "recognizer"),
                                     **self.options["recognizer"])
         self.drones[drone_id] = drone  # stop() finds the proxy even if the agent fails below
         drone.agent = Agent(self._agent_config(drone), camera=drone.camera,
@@ -402,8 +402,14 @@ class Fleet:
 
         outbox.put = recording_put
 
-    def _seed(self, index: int, what: str) -> int:
-        digest = hashlib.sha256(f"hw_sim.fleet:{self.seed}:{index}:{what}".encode()).digest()
+    @staticmethod
+    def _number(drone_id: str) -> int:
+        """The drone's number (sim-0007 -> 7): seeds follow the drone, not its place in this
+        fleet, so a fleet split over processes flies the same drones."""
+        return int(drone_id.rsplit("-", 1)[1])
+
+    def _seed(self, number: int, what: str) -> int:
+        digest = hashlib.sha256(f"hw_sim.fleet:{self.seed}:{number}:{what}".encode()).digest()
         return int.from_bytes(digest[:4], "big")
 
     def _select(self, drones: Iterable[str] | None) -> list[str]:
@@ -433,22 +439,30 @@ class Fleet:
         return self._scheduler
 
     def _schedule_random_faults(self, faults: LinkFaults) -> None:
-        """Each drone gets its own cut times, drawn from (seed, drone index)."""
-        import random
-
         assert self._scheduler is not None
-        horizon = 24 * 3600.0  # a day of faults is plenty for any run
-        for index, drone_id in enumerate(self.drone_ids):
-            rng = random.Random(f"hw_sim.fleet.faults:{self.seed}:{index}")
-            t = 0.0
-            while True:
-                t += faults.every_s * (1 + rng.uniform(-faults.jitter, faults.jitter))
-                if t > horizon:
-                    break
-                action = "cut" if faults.mode == "reset" else "stall"
-                self._scheduler.at(self._t0 + t, action, drone_id)
-                self._scheduler.at(self._t0 + t + faults.down_s, "restore", drone_id)
-                t += faults.down_s
+        numbers = {drone_id: self._number(drone_id) for drone_id in self.drone_ids}
+        for at_s, action, drone_id in fault_schedule(self.seed, numbers, faults):
+            self._scheduler.at(self._t0 + at_s, action, drone_id)
+
+
+def fault_schedule(seed: int, drones: Mapping[str, int], faults: LinkFaults,
+                   horizon_s: float = 24 * 3600.0) -> list[tuple[float, str, str]]:
+    """The random link faults of a fleet: (seconds after start, action, drone id), in time order.
+
+    Each drone's times come from (seed, drone number) alone, so they do not change when the
+    fleet grows or is split over processes."""
+    import random
+
+    action = "cut" if faults.mode == "reset" else "stall"
+    events: list[tuple[float, str, str]] = []
+    for drone_id, number in drones.items():
+        rng = random.Random(f"hw_sim.fleet.faults:{seed}:{number}")
+        t = faults.every_s * (1 + rng.uniform(-faults.jitter, faults.jitter))
+        while t <= horizon_s:
+            events.append((t, action, drone_id))
+            events.append((t + faults.down_s, "restore", drone_id))
+            t += faults.down_s + faults.every_s * (1 + rng.uniform(-faults.jitter, faults.jitter))
+    return sorted(events)
 
 
 class _Scheduler:

@@ -12,7 +12,7 @@ import pytest
 
 import protocol
 from hw_sim import nyc
-from hw_sim.fleet import Fleet, LinkFaults
+from hw_sim.fleet import Fleet, LinkFaults, fault_schedule
 from presacop.stack import Mosquitto
 
 WAIT = 60.0
@@ -146,3 +146,21 @@ def test_link_fault_specs(spec: str, expected: LinkFaults | None) -> None:
 def test_bad_link_fault_specs(spec: str, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         LinkFaults.parse(spec)
+
+
+def test_fault_schedule_is_deterministic_per_drone() -> None:
+    faults = LinkFaults(every_s=10, down_s=2, jitter=0.5)
+    a = fault_schedule(1, {"sim-0001": 1, "sim-0002": 2}, faults, horizon_s=300)
+    b = fault_schedule(1, {"sim-0001": 1, "sim-0002": 2}, faults, horizon_s=300)
+    other_seed = fault_schedule(2, {"sim-0001": 1, "sim-0002": 2}, faults, horizon_s=300)
+    bigger = fault_schedule(1, {"sim-0001": 1, "sim-0002": 2, "sim-0003": 3}, faults, 300)
+    assert a == b and a != other_seed
+    assert [e for e in bigger if e[2] != "sim-0003"] == a  # adding a drone changes no others
+    for drone in ("sim-0001", "sim-0002"):
+        mine = [e for e in a if e[2] == drone]
+        # cut, restore, cut, restore...: each cut lasts down_s, gaps are 5..15 s
+        assert [e[1] for e in mine] == ["cut", "restore"] * (len(mine) // 2)
+        for (t_cut, _, _), (t_up, _, _) in zip(mine[::2], mine[1::2], strict=True):
+            assert abs(t_up - t_cut - 2) < 1e-9
+        gaps = [b[0] - a[0] for a, b in zip(mine[1::2], mine[2::2], strict=False)]
+        assert all(5 - 1e-9 <= g <= 15 + 1e-9 for g in gaps) and len(gaps) >= 15

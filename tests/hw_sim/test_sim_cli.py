@@ -1,0 +1,86 @@
+"""`presacop sim` as a user runs it: real processes, real Mosquitto, clear errors for bad flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from presacop.stack import Mosquitto
+
+FAST = ["--fps", "4", "--resolution", "640x360", "--violation-rate", "0.5", "--interval", "1"]
+
+
+def sim(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hw_sim.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_help_is_the_module_docstring() -> None:
+    import hw_sim.cli
+
+    done = sim("--help")
+    assert done.returncode == 0
+    assert "Run a fleet of simulated drones" in done.stdout
+    assert hw_sim.cli.__doc__ and "--link-faults" in hw_sim.cli.__doc__
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--drones", "0"], "argument --drones: must be 1..1000, got 0"),
+    (["--drones", "two"], "argument --drones: must be a whole number"),
+    (["--broker", "localhost"], "argument --broker: expected HOST:PORT"),
+    (["--broker", "127.0.0.1:0"], "argument --broker: port must be 1..65535"),
+    (["--broker", "127.0.0.1:x"], "is not a number"),
+    (["--broker", "8.8.8.8:1883"], "not this machine"),
+    (["--duration", "-1"], "argument --duration"),
+    (["--resolution", "1280by720"], "expected WIDTHxHEIGHT"),
+    (["--link-faults", "every=5,mode=flaky"], "mode must be reset or stall"),
+    (["--violation-rate", "2"], "argument --violation-rate"),
+])
+def test_bad_flags_exit_2_naming_the_flag(flags: list[str], message: str) -> None:
+    done = sim(*flags)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_no_broker_means_nothing_acknowledged_and_exit_1(tmp_path: Path) -> None:
+    from presacop.stack import free_port
+
+    done = sim("--drones", "1", "--broker", f"127.0.0.1:{free_port()}", "--duration", "2",
+               "--drain", "1", "--json", "--data-dir", str(tmp_path), *FAST)
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert not summary["drained"] and summary["totals"]["acked"] == 0
+    # What could not be sent stays on disk, in the drone's outbox.
+    assert (tmp_path / "sim-0001" / "outbox.sqlite3").exists()
+
+
+def test_fleet_run_with_link_faults_drains_and_reports_json(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto_factory()
+    done = sim("--drones", "2", "--broker", f"{broker.host}:{broker.port}", "--duration", "8",
+               "--link-faults", "every=3,down=1,jitter=0", "--seed", "5", "--json", *FAST)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["drained"] is True
+    assert sorted(summary["drones"]) == ["sim-0001", "sim-0002"]
+    totals = summary["totals"]
+    assert totals["violations"] > 0 and totals["acked"] >= totals["violations"]
+    assert totals["outbox_depth"] == 0 and totals["link_cuts"] >= 2
+    assert "linked | frames" in done.stderr  # live lines go to stderr with --json
+
+
+def test_processes_split_the_fleet_and_merge_the_summary(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto_factory()
+    done = sim("--drones", "3", "--processes", "2", "--broker", f"{broker.host}:{broker.port}",
+               "--duration", "5", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "sim-0001" in done.stdout and "sim-0003" in done.stdout
+    assert "every accepted violation was acknowledged" in done.stdout
+    total = next(line for line in done.stdout.splitlines() if line.startswith("total"))
+    assert int(total.split()[1]) > 0  # violations
