@@ -10,6 +10,7 @@ stops leftovers at interpreter exit as a last resort.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,23 @@ from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports
 
 # Test brokers get a smaller heap than `presacop stack up`: several may run at once on 2 cores.
 TEST_KAFKA_HEAP = "512m"
+_PREVIOUS_SIGTERM = pytest.StashKey[Any]()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI's time limit, a killed job) would end pytest without running fixture teardown,
+    # leaving brokers behind; as KeyboardInterrupt, pytest tears everything down first.
+    config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_PREVIOUS_SIGTERM, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")
