@@ -53,6 +53,20 @@ _SLOT = 300  # world pixels per parking slot at scale 1
 _PLATE_W, _PLATE_H = 104, 52  # a 12 x 6 inch plate at scale 1
 
 
+def measure_render(width: int = 1280, height: int = 720, frames: int = 200,
+                   seed: int = 0) -> dict[str, float]:
+    """Cost of rendering frames of this size in this process: wall and CPU ms per frame.
+
+    Benchmarks subtract it from the agent's CPU per frame (the simulator is not the drone)."""
+    cam = SimCamera(seed=seed, width=width, height=height, fps=0)
+    cam.render(0)  # the shared background is built once; do not count it
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(1, frames + 1):
+        cam.render(i)
+    return {"wall_ms": (time.perf_counter() - wall) * 1000 / frames,
+            "cpu_ms": (time.process_time() - cpu) * 1000 / frames}
+
+
 def drawable_codes() -> tuple[int, ...]:
     """Codes this camera can draw that `protocol.VIOLATION_CODES` knows, in SCENES order."""
     import protocol
