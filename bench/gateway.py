@@ -1,0 +1,1071 @@
+"""Bench the MQTT -> Kafka path: the PresaCop gateway side by side with a naive bridge and with
+what each broker allows on its own, in one run on one machine (so the ratios hold on a noisy one).
+
+    .venv/bin/python bench/gateway.py                    # ~5 min: private brokers, every run, table
+    .venv/bin/python bench/gateway.py --messages 5000    # quick look
+    .venv/bin/python bench/gateway.py --json             # one JSON object instead of the table
+    .venv/bin/python bench/gateway.py --profile          # + the gateway under py-spy, top functions
+
+Every run drives the same kind of traffic: --messages QoS 1 protocol-encoded messages (telemetry
+and violations, 1% of violations unqualified, --drones drone ids) from --publishers processes,
+each keeping --window publishes in flight, through a real Mosquitto and into a real Kafka:
+
+    presacop gateway      `presacop gateway` (ack after Kafka, acks=all, validation, dedupe)
+    naive bridge          bench/naive_bridge.py: paho on_message -> kafka-python send, early ack
+    MQTT limit (paho)     a paho subscriber that only counts
+    MQTT limit (C)        mosquitto_sub counting (if installed)
+    Kafka limit (python)  the gateway's own records produced straight to Kafka with kafka-python
+    Kafka limit (java)    Kafka's ProducerPerformance with the same record values
+    presacop gateway @50% the gateway again, publishers paced to half its measured rate
+
+Figures (bench/README.md says more): msgs/s from the first publish to the last record's Kafka
+LogAppendTime (the topics are created with message.timestamp.type=LogAppendTime, so it is the
+broker's clock at append); latency = LogAppendTime - the publish time carried in the message's
+time_ms (1 ms resolution); CPU seconds and peak RSS (VmHWM) of the bridge process; lost = ids
+the broker acknowledged to a publisher but absent from Kafka after reading the topics to the end;
+dup = ids found more than once. It starts its own Mosquitto and Kafka on free ports in a
+temporary directory (or uses --mqtt/--kafka) and stops everything it started, by PID, also on
+error or when --timeout runs out. Loopback only.
+
+Exit status: 0 when every run completed (targets missed or not), 1 when a run failed, 2 for bad
+flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import queue
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # our packages, not bench/*.py
+
+from _common import (
+    Alarm,
+    BenchError,
+    Child,
+    cpu_seconds,
+    fmt,
+    machine,
+    machine_line,
+    peak_rss,
+    percentile,
+    python_cmd,
+    table,
+)
+from _traffic import Plan, publish
+
+RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "half")
+PARTITIONS = 6  # the gateway's default for the topics it creates; every run uses the same
+LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
+TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _kafka() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # kafka-python 3.0 at import time
+        import kafka
+        import kafka.admin
+    return kafka
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One run's figures. None means "not measured by this run"."""
+
+    name: str
+    role: str  # "bridge" | "mqtt-limit" | "kafka-limit"
+    messages: int  # acknowledged to the publishers (or produced)
+    found: int = 0  # distinct message ids at the far end
+    seconds: float | None = None
+    rate: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    latency: str = ""
+    cpu_s: float | None = None
+    peak_rss_mb: float | None = None
+    lost: int | None = None
+    duplicates: int | None = None
+    mosquitto_cpu_s: float | None = None
+    kafka_cpu_s: float | None = None
+    publishers_cpu_s: float | None = None
+    publish_rate: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_us_per_msg(self) -> float | None:
+        if self.cpu_s is None or not self.found:
+            return None
+        return self.cpu_s / self.found * 1e6
+
+
+# -- the bench -----------------------------------------------------------------------------------
+
+
+class Publishers:
+    """The publisher processes of one run (see bench/_traffic.py)."""
+
+    def __init__(self, plan: Plan, host: str, port: int, deadline_wall: float) -> None:
+        ctx = mp.get_context("spawn")  # no fork of a process that already runs threads
+        self.plan = plan
+        self.go_event = ctx.Event()
+        self.results: Any = ctx.Queue()
+        self.procs = [ctx.Process(target=publish, name=f"publisher-{p}",
+                                  args=(plan, p, host, port, self.go_event, self.results,
+                                        deadline_wall))
+                      for p in range(plan.publishers)]
+        for proc in self.procs:
+            proc.start()
+        self.done: dict[int, dict[str, Any]] = {}
+
+    def wait_ready(self, timeout: float) -> None:
+        ready: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(ready) < len(self.procs):
+            what, p, detail = self._get(deadline)
+            if what == "error":
+                raise BenchError(f"publisher {p}: {detail}")
+            if what == "ready":
+                ready.add(p)
+
+    def go(self) -> None:
+        self.go_event.set()
+
+    def poll(self) -> bool:
+        """Collect finished publishers; True once all have reported."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                what, p, detail = self.results.get_nowait()
+                if what == "done":
+                    self.done[p] = detail
+                elif what == "error":
+                    raise BenchError(f"publisher {p}: {detail}")
+        if len(self.done) < len(self.procs) and not any(p.is_alive() for p in self.procs):
+            time.sleep(0.2)  # a last message may still be in the queue's pipe
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    what, p, detail = self.results.get_nowait()
+                    if what == "done":
+                        self.done[p] = detail
+            if len(self.done) < len(self.procs):
+                raise BenchError("a publisher process died without reporting")
+        return len(self.done) == len(self.procs)
+
+    def _get(self, deadline: float) -> tuple[str, int, Any]:
+        while True:
+            try:
+                return self.results.get(timeout=0.5)  # type: ignore[no-any-return]
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise BenchError("publishers not ready in time") from None
+                if not all(p.is_alive() for p in self.procs):
+                    raise BenchError("a publisher process died at start") from None
+
+    @property
+    def first(self) -> float:
+        return min(d["first"] for d in self.done.values())
+
+    @property
+    def acked(self) -> int:
+        return sum(d["acked"] for d in self.done.values())
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(d.get("cpu_s", 0.0) for d in self.done.values())
+
+    @property
+    def publish_rate(self) -> float | None:
+        last = max(d["last_ack"] for d in self.done.values())
+        return self.acked / (last - self.first) if last > self.first else None
+
+    def acked_ids(self) -> set[str]:
+        """Ids the broker acknowledged (PUBACK) to the publishers."""
+        ids: set[str] = set()
+        for p, d in self.done.items():
+            unacked = set(d["unacked"])
+            ids.update(self.plan.message_id(p, i) for i in range(d["sent"]) if i not in unacked)
+        return ids
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()  # our own child, by PID
+                proc.join(timeout=5)
+        self.results.close()
+        self.results.join_thread()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, alarm: Alarm) -> None:
+        self.args = args
+        self.alarm = alarm
+        self.dir = Path(tempfile.mkdtemp(prefix="presacop-bench-"))
+        self.children: list[Child] = []
+        self.services: list[Any] = []
+        self.mqtt_host, self.mqtt_port = "127.0.0.1", 0
+        self.bootstrap = ""
+        self._tags = 0
+        self._offsets: Any = None
+        self.classpath: str | None = None
+
+    # -- set-up and tear-down --------------------------------------------------------------------
+
+    def start(self) -> None:
+        from presacop.stack import Kafka, Mosquitto, free_ports
+
+        if self.args.mqtt:
+            self.mqtt_host, port = self.args.mqtt.rsplit(":", 1)
+            self.mqtt_port = int(port)
+        else:
+            mosquitto = Mosquitto(self.dir / "mosquitto", free_ports(1)[0])
+            log(f"starting Mosquitto on {mosquitto.port}")
+            self.services.append(mosquitto)
+            mosquitto.start()
+            self.mqtt_port = mosquitto.port
+        if self.args.kafka:
+            self.bootstrap = self.args.kafka
+        else:
+            port, ctrl = free_ports(2)
+            kafka = Kafka(self.dir / "kafka", port, ctrl, heap="1g")
+            log(f"starting Kafka on {port} (10-30 s)")
+            self.services.append(kafka)
+            kafka.start()
+            self.bootstrap = kafka.bootstrap
+        k = _kafka()
+        self._offsets = k.KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+
+    def close(self) -> None:
+        for child in self.children:
+            with contextlib.suppress(Exception):
+                child.stop(timeout=10)
+        if self._offsets is not None:
+            with contextlib.suppress(Exception):
+                self._offsets.close()
+        for service in reversed(self.services):
+            log(f"stopping {service.name} (pid {service.pid})")
+            with contextlib.suppress(Exception):
+                service.stop(timeout=30)
+        if self.args.keep:
+            log(f"state kept in {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def child(self, name: str, cmd: list[str], **kw: Any) -> Child:
+        c = Child(name, cmd, log=self.dir / f"{name}.log", **kw)
+        self.children.append(c)
+        return c
+
+    def release(self, c: Child, timeout: float = 20.0) -> int | None:
+        rc = c.stop(timeout=timeout)
+        self.children.remove(c)
+        return rc
+
+    def tag(self) -> str:
+        self._tags += 1
+        return f"r{self._tags}"
+
+    def plan(self, tag: str, *, messages: int | None = None, rate: float = 0.0) -> Plan:
+        a = self.args
+        return Plan(tag=tag, messages=messages or a.messages, publishers=a.publishers,
+                    drones=a.drones, violation_share=a.violation_share,
+                    unqualified_share=a.unqualified_share, window=a.window, rate=rate)
+
+    # -- broker helpers ------------------------------------------------------------------------
+
+    def create_topics(self, names: list[str]) -> None:
+        k = _kafka()
+        admin = k.admin.KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.create_topics([k.admin.NewTopic(n, PARTITIONS, 1, topic_configs=LOG_APPEND)
+                                 for n in names])
+        finally:
+            admin.close()
+
+    def partitions(self, topics: list[str]) -> list[Any]:
+        k = _kafka()
+        return [k.TopicPartition(t, i) for t in topics for i in range(PARTITIONS)]
+
+    def end_total(self, topics: list[str]) -> int:
+        return int(sum(self._offsets.end_offsets(self.partitions(topics)).values()))
+
+    def records(self, topics: list[str]) -> Iterator[Any]:
+        """Every record of `topics`, read from the beginning to the end offsets of now."""
+        k = _kafka()
+        consumer = k.KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                   max_poll_records=5000)
+        try:
+            tps = self.partitions(topics)
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            left = {tp for tp in tps if end[tp] > 0}
+            deadline = time.monotonic() + max(30.0, self.alarm.left() - 30)
+            while left and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=1000).values():
+                    yield from batch
+                left = {tp for tp in left if consumer.position(tp) < end[tp]}
+            if left:
+                raise BenchError(f"could not read {topics} to the end")
+        finally:
+            consumer.close()
+
+    def drop_session(self, client_id: str) -> None:
+        """Connect with a clean session and leave: the broker forgets the bridge's session and
+        stops queueing for it, so the next run starts on an idle broker."""
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        try:
+            client.connect(self.mqtt_host, self.mqtt_port, keepalive=10)
+            client.loop_start()
+            time.sleep(0.3)
+            client.disconnect()
+            client.loop_stop()
+        except OSError as exc:
+            log(f"could not drop session {client_id}: {exc}")
+
+    def broker_cpu(self) -> dict[str, float]:
+        return {s.name: cpu_seconds(s.pid) for s in self.services if s.pid}
+
+    def broker_delta(self, row: Row, before: dict[str, float]) -> None:
+        now = self.broker_cpu()
+        if "Mosquitto" in before:
+            row.mosquitto_cpu_s = now.get("Mosquitto", 0.0) - before["Mosquitto"]
+        if "Kafka" in before:
+            row.kafka_cpu_s = now.get("Kafka", 0.0) - before["Kafka"]
+
+    def publishers(self, plan: Plan) -> Publishers:
+        deadline_wall = time.time() + max(10.0, self.alarm.left() - 60)
+        pubs = Publishers(plan, self.mqtt_host, self.mqtt_port, deadline_wall)
+        try:
+            pubs.wait_ready(60)
+        except BaseException:
+            pubs.close()
+            raise
+        return pubs
+
+    def wait_done(self, pubs: Publishers, reached: Callable[[int], bool],
+                  progress: Callable[[], int], watch: list[Child]) -> str | None:
+        """Wait until the publishers are done and `reached(acked)` holds. Returns a note when it
+        gave up because nothing moved for --stall seconds after the publishers finished."""
+        last, last_change = -1, time.monotonic()
+        while True:
+            done = pubs.poll()
+            now = progress()
+            if now != last:
+                last, last_change = now, time.monotonic()
+            if done and reached(pubs.acked):
+                return None
+            for c in watch:
+                if not c.alive():
+                    raise BenchError(f"{c.name} exited early; log {c.log}")
+            if done and time.monotonic() - last_change > self.args.stall:
+                return f"stalled: nothing new for {self.args.stall:.0f} s, stopped waiting"
+            time.sleep(0.1)
+
+    # -- bridge runs (gateway, naive) ------------------------------------------------------------
+
+    def bridge_run(self, name: str, tag: str, plan: Plan, launch: Callable[[], tuple[Child, int]],
+                   topics: list[str], message_topics: list[str], client_id: str,
+                   read: Callable[[Any], tuple[str, int] | None]) -> tuple[Row, dict[str, int]]:
+        """Publish `plan` through a bridge and check Kafka. `launch` starts the bridge and
+        returns it with the PID to account (it waits until the bridge is subscribed). `read`
+        turns a record into (message id, publish time ms) or None (not a message record)."""
+        self.create_topics(topics)
+        bridge, pid = launch()
+        pubs = self.publishers(plan)
+        try:
+            cpu0, brokers0 = cpu_seconds(pid), self.broker_cpu()
+            log(f"{name}: publishing {plan.messages} messages from {plan.publishers} processes"
+                + (f" at {plan.rate:,.0f} msgs/s" if plan.rate else ""))
+            pubs.go()
+            note = self.wait_done(pubs, lambda n: self.end_total(message_topics) >= n,
+                                  lambda: self.end_total(message_topics), [bridge])
+            row = Row(name, "bridge", pubs.acked)
+            row.cpu_s = cpu_seconds(pid) - cpu0
+            row.peak_rss_mb = peak_rss(pid) / 2**20
+            self.broker_delta(row, brokers0)
+            row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
+            if note:
+                row.notes.append(note)
+            expected, first = pubs.acked_ids(), pubs.first
+        finally:
+            pubs.close()
+        rc = self.stop_bridge(bridge, pid)
+        if rc not in (0, None, -signal.SIGTERM):
+            row.notes.append(f"exit status {rc}")
+        self.drop_session(client_id)
+        per_topic: dict[str, int] = {}
+        seen: dict[str, list[tuple[int, int]]] = {}
+        types: set[int] = set()
+        for rec in self.records(topics):
+            per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
+            if rec.topic not in message_topics:
+                continue
+            got = read(rec)
+            if got is not None:
+                types.add(rec.timestamp_type)
+                seen.setdefault(got[0], []).append((rec.timestamp, got[1]))
+        self.account(row, expected, seen, first, types)
+        return row, per_topic
+
+    def stop_bridge(self, bridge: Child, pid: int) -> int | None:
+        if pid != bridge.pid:  # profiled: end the gateway, then py-spy writes its file and exits
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                bridge.proc.wait(60)
+        return self.release(bridge, timeout=30)
+
+    @staticmethod
+    def account(row: Row, expected: set[str], seen: dict[str, list[tuple[int, int]]],
+                first: float, timestamp_types: set[int]) -> None:
+        """Loss, duplicates, rate and latency of a run from what was found at the far end."""
+        row.found = len(seen.keys() & expected)
+        row.lost = len(expected - seen.keys())
+        row.duplicates = sum(len(v) - 1 for v in seen.values())
+        extra = len(seen.keys() - expected)
+        if extra:
+            row.notes.append(f"{extra} ids found that no PUBACK confirmed (published at the end)")
+        if not seen:
+            return
+        last = max(ts for v in seen.values() for ts, _ in v)
+        row.seconds = last / 1000 - first
+        row.rate = row.found / row.seconds if row.seconds > 0 else None
+        lat = [v[0][0] - v[0][1] for v in seen.values()]
+        row.p50_ms, row.p99_ms = percentile(lat, 50), percentile(lat, 99)
+        kinds = {0: "CreateTime", 1: "LogAppendTime"}
+        row.latency = "Kafka " + "/".join(kinds.get(t, str(t)) for t in sorted(timestamp_types)) \
+            + " - publish time"
+
+    # -- 1. the PresaCop gateway -----------------------------------------------------------------
+
+    def gateway(self, *, rate: float = 0.0, messages: int | None = None,
+                profile: bool = False) -> tuple[Row, dict[str, Any]]:
+        from gateway.config import TopicsConfig
+
+        tag = self.tag()
+        topics = TopicsConfig(telemetry=f"{tag}.telemetry", violations=f"{tag}.violations",
+                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
+        client_id = f"{tag}-gateway"
+        config = self.dir / f"{tag}-gateway.toml"
+        config.write_text(self.gateway_toml(client_id, tag, topics))
+        plan = self.plan(tag, messages=messages, rate=rate)
+        name = "presacop gateway"
+        if rate:
+            name += f" @ {rate:,.0f}/s"
+        if profile:
+            name += " (py-spy)"
+        prof = self.dir / f"{tag}-pyspy.txt"
+
+        def launch() -> tuple[Child, int]:
+            cmd = [sys.executable, "-c", GATEWAY_MAIN, "--config", str(config)]
+            if profile:
+                cmd = [pyspy(), "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                       "-o", str(prof), "--", *cmd]
+            c = self.child(f"{tag}-gateway", cmd)
+            pid = c.pid if not profile else self.grandchild(c)
+            self.wait_healthy(c, config)
+            return c, pid
+
+        def read(rec: Any) -> tuple[str, int] | None:
+            v = json.loads(rec.value)
+            return v["message_id"], v["time_ms"]
+
+        row, per_topic = self.bridge_run(
+            name, tag, plan, launch, list(topics.all()), [topics.telemetry, topics.violations],
+            client_id, read)
+        counts = plan.counts()
+        extra = {"alerts": per_topic.get(topics.alerts, 0),
+                 "deadletter": per_topic.get(topics.deadletter, 0),
+                 "unqualified_published": counts["unqualified"]}
+        if extra["deadletter"]:
+            row.notes.append(f"{extra['deadletter']} dead letters")
+        if profile:
+            extra["profile"] = summarize_profile(prof)
+        return row, extra
+
+    def gateway_toml(self, client_id: str, tag: str, topics: Any) -> str:
+        from presacop.stack import free_port
+
+        self.metrics_port = free_port()
+        return "\n".join([
+            "[mqtt]", f'host = "{self.mqtt_host}"', f"port = {self.mqtt_port}",
+            f'client_id = "{client_id}"', f'share_group = "{tag}"', "session_expiry_s = 300",
+            "[kafka]", f'bootstrap_servers = "{self.bootstrap}"', f"partitions = {PARTITIONS}",
+            "[kafka.topics]", f'telemetry = "{topics.telemetry}"',
+            f'violations = "{topics.violations}"', f'alerts = "{topics.alerts}"',
+            f'deadletter = "{topics.deadletter}"',
+            "[metrics]", f'address = "127.0.0.1:{self.metrics_port}"',
+            "[log]", 'format = "json"', 'level = "INFO"', ""])
+
+    def grandchild(self, c: Child, timeout: float = 30.0) -> int:
+        """The PID of the process py-spy started (the gateway)."""
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psutil.Error):
+                kids = psutil.Process(c.pid).children()
+                if kids:
+                    return int(kids[0].pid)
+            if not c.alive():
+                break
+            time.sleep(0.05)
+        raise BenchError(f"py-spy did not start the gateway; log {c.log}")
+
+    def wait_healthy(self, c: Child, config: Path, timeout: float = 60.0) -> None:
+        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not c.alive():
+                raise BenchError(f"gateway exited at start ({config}); log {c.log}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+            time.sleep(0.2)
+        raise BenchError(f"gateway not healthy within {timeout:.0f} s; log {c.log}")
+
+    # -- 2. the naive bridge -------------------------------------------------------------------
+
+    def naive(self) -> Row:
+        import protocol
+
+        tag = self.tag()
+        topic, client_id = f"{tag}.naive", f"{tag}-naive"
+
+        def launch() -> tuple[Child, int]:
+            c = self.child(f"{tag}-naive", python_cmd(
+                "naive_bridge.py", self.mqtt_host, str(self.mqtt_port), self.bootstrap, topic,
+                client_id))
+            c.expect("ready", 60)
+            return c, c.pid
+
+        def read(rec: Any) -> tuple[str, int]:
+            msg = protocol.decode(rec.value)
+            return protocol.message_id(msg), msg.header.time_ms
+
+        row, _ = self.bridge_run("naive bridge", tag, self.plan(tag), launch, [topic], [topic],
+                                 client_id, read)
+        return row
+
+    # -- 3. the MQTT limit ---------------------------------------------------------------------
+
+    def mqtt_paho(self) -> Row:
+        import protocol
+
+        tag = self.tag()
+        plan = self.plan(tag)
+        client_id = f"{tag}-count"
+        c = self.child(client_id, python_cmd("_mqtt_count.py", self.mqtt_host,
+                                             str(self.mqtt_port), client_id,
+                                             protocol.SUBSCRIPTION, str(plan.messages)))
+        c.expect("ready", 60)
+        pubs = self.publishers(plan)
+        try:
+            cpu0, brokers0 = cpu_seconds(c.pid), self.broker_cpu()
+            log(f"MQTT limit (paho): {plan.messages} messages")
+            pubs.go()
+            note = self.wait_counter(c, pubs)
+            row = Row("MQTT limit (paho sub)", "mqtt-limit", 0)
+            usage = c.usage(cpu0)
+            self.broker_delta(row, brokers0)
+            row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
+            row.messages = pubs.acked
+            expected, first = pubs.acked_ids(), pubs.first
+        finally:
+            pubs.close()
+        c.send("report")
+        report = json.loads(c.expect("report", 120))
+        self.release(c)
+        self.drop_session(client_id)
+        row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
+        if note:
+            row.notes.append(note)
+        self.account_mqtt(row, expected, report["latency_ms"], report["duplicates"],
+                          report["last"], first)
+        return row
+
+    def wait_counter(self, c: Child, pubs: Publishers) -> str | None:
+        """Wait for the counter's "done" line or a stall after the publishers finished."""
+        stall_at: float | None = None
+        while True:
+            try:
+                c.expect("done", 0.2)
+                while not pubs.poll():
+                    time.sleep(0.05)
+                return None
+            except BenchError:
+                if not c.alive():
+                    raise
+            if pubs.poll():
+                stall_at = stall_at or time.monotonic() + self.args.stall
+                if time.monotonic() > stall_at:
+                    return f"stalled: not all messages arrived within {self.args.stall:.0f} s"
+
+    @staticmethod
+    def account_mqtt(row: Row, expected: set[str], latency_ms: dict[str, float], dup: int,
+                     last: float | None, first: float) -> None:
+        row.found = len(latency_ms.keys() & expected)
+        row.lost = len(expected - latency_ms.keys())
+        row.duplicates = dup
+        if last:
+            row.seconds = last - first
+            row.rate = row.found / row.seconds if row.seconds > 0 else None
+        lat = list(latency_ms.values())
+        row.p50_ms, row.p99_ms = percentile(lat, 50), percentile(lat, 99)
+        row.latency = "subscriber receive time - publish time"
+
+    def mqtt_c(self) -> Row:
+        import protocol
+
+        tag = self.tag()
+        plan = self.plan(tag)
+        client_id = f"{tag}-mosquitto-sub"
+        base = ["mosquitto_sub", "-h", self.mqtt_host, "-p", str(self.mqtt_port), "-i",
+                client_id, "-c", "-q", "1", "-t", protocol.SUBSCRIPTION]
+        # Subscribe once and leave (-E): the persistent session (-c) queues from now on, so the
+        # counting client below misses nothing whenever it is connected.
+        prime = self.child(f"{client_id}-prime", [*base, "-E"])
+        if prime.proc.wait(30) != 0:
+            raise BenchError(f"mosquitto_sub -E failed; log {prime.log}")
+        self.release(prime)
+        out_path = self.dir / f"{client_id}.out"
+        with out_path.open("wb") as out:
+            c = self.child(client_id, [*base, "-C", str(plan.messages), "-F", "%U %x"],
+                           stdout=out)
+        pubs = self.publishers(plan)
+        try:
+            cpu0, brokers0 = cpu_seconds(c.pid), self.broker_cpu()
+            log(f"MQTT limit (mosquitto_sub): {plan.messages} messages")
+            pubs.go()
+            usage = c.usage(cpu0)
+            stall_at: float | None = None
+            note = None
+            while c.alive():
+                usage = c.usage(cpu0)  # the last reading before it exits by itself (-C)
+                if pubs.poll():
+                    stall_at = stall_at or time.monotonic() + self.args.stall
+                    if time.monotonic() > stall_at:
+                        note = f"stalled: not all messages within {self.args.stall:.0f} s"
+                        break
+                time.sleep(0.05)
+            while not pubs.poll():
+                time.sleep(0.05)
+            row = Row("MQTT limit (mosquitto_sub)", "mqtt-limit", pubs.acked)
+            self.broker_delta(row, brokers0)
+            row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
+            expected, first = pubs.acked_ids(), pubs.first
+        finally:
+            pubs.close()
+        self.release(c)
+        self.drop_session(client_id)
+        row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
+        row.notes.append("CPU read up to 50 ms before it exits")
+        if note:
+            row.notes.append(note)
+        latency: dict[str, float] = {}
+        dup, last = 0, None
+        for line in out_path.read_text().splitlines():
+            stamp, _, hexed = line.partition(" ")
+            msg = protocol.decode(bytes.fromhex(hexed))
+            mid = protocol.message_id(msg)
+            dup += mid in latency
+            latency[mid] = float(stamp) * 1000 - msg.header.time_ms
+            last = float(stamp)
+        self.account_mqtt(row, expected, latency, dup, last, first)
+        return row
+
+    # -- 4. the Kafka limit --------------------------------------------------------------------
+
+    def kafka_python(self) -> Row:
+        from gateway.config import TopicsConfig
+
+        tag = self.tag()
+        plan = self.plan(tag)
+        topics = TopicsConfig(telemetry=f"{tag}.telemetry", violations=f"{tag}.violations",
+                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
+        self.create_topics(list(topics.all()))
+        c = self.child(f"{tag}-kafka-python", python_cmd(
+            "_kafka_produce.py", self.bootstrap, json.dumps(dataclasses.asdict(plan)),
+            json.dumps(dataclasses.asdict(topics))))
+        n_records = int(c.expect("ready", 300))
+        cpu0, brokers0 = cpu_seconds(c.pid), self.broker_cpu()
+        log(f"Kafka limit (kafka-python): {n_records} records")
+        c.send("go")
+        result = json.loads(c.expect("done", max(60.0, self.alarm.left() - 60)))
+        usage = c.usage(cpu0)
+        row = Row("Kafka limit (kafka-python)", "kafka-limit", plan.messages)
+        self.broker_delta(row, brokers0)
+        c.send("exit")
+        self.release(c)
+        row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
+        if result["errors"]:
+            row.notes.append(f"produce errors: {result['errors']}")
+        seen: dict[str, list[tuple[int, int]]] = {}
+        types: set[int] = set()
+        for rec in self.records([topics.telemetry, topics.violations]):
+            types.add(rec.timestamp_type)
+            v = json.loads(rec.value)
+            seen.setdefault(v["message_id"], []).append((rec.timestamp, v["time_ms"]))
+        expected = {plan.message_id(p, i) for p in range(plan.publishers)
+                    for i in range(plan.share(p))}
+        self.account(row, expected, seen, result["first"], types)
+        # Every record was built before the clock started: the latency that means something is
+        # the producer's send -> ack, as ProducerPerformance reports it.
+        row.p50_ms, row.p99_ms = result["p50_ms"], result["p99_ms"]
+        row.latency = "producer send -> ack"
+        row.notes.append(f"{n_records} records incl. {n_records - plan.messages} alerts, "
+                         "same values as the gateway's")
+        return row
+
+    def kafka_java(self) -> Row:
+        from _kafka_produce import gateway_records
+
+        from gateway.config import TopicsConfig
+        from presacop.stack import ensure_kafka_classpath
+
+        tag = self.tag()
+        plan = self.plan(tag)
+        topic = f"{tag}.perf"
+        self.create_topics([topic])
+        payloads = self.dir / f"{tag}-payloads.txt"
+        values = [r.value for r in gateway_records(plan, TopicsConfig())
+                  if r.kind in ("telemetry", "violation")]
+        payloads.write_bytes(b"\n".join(values) + b"\n")
+        mean = sum(map(len, values)) / len(values)
+        self.classpath = self.classpath or ensure_kafka_classpath()
+        c = self.child(f"{tag}-producer-perf", [
+            "java", "-Xmx512m", "-cp", self.classpath,
+            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+            "--num-records", str(plan.messages), "--payload-file", str(payloads),
+            "--throughput", "-1", "--producer-props", f"bootstrap.servers={self.bootstrap}",
+            "acks=all"])
+        brokers0 = self.broker_cpu()
+        log(f"Kafka limit (ProducerPerformance): {plan.messages} records, mean {mean:.0f} B")
+        summary = None
+        usage = c.usage()
+        deadline = time.monotonic() + max(60.0, self.alarm.left() - 60)
+        while summary is None and time.monotonic() < deadline:
+            line = c.expect("", max(1.0, deadline - time.monotonic()))
+            usage = c.usage()
+            if PERF_LINE.search(line) and line.startswith(str(plan.messages) + " records sent"):
+                summary = PERF_LINE.search(line)
+        self.release(c, timeout=30)
+        row = Row("Kafka limit (ProducerPerformance)", "kafka-limit", plan.messages)
+        self.broker_delta(row, brokers0)
+        row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
+        if summary is None:
+            raise BenchError(f"ProducerPerformance printed no summary; log {c.log}")
+        row.rate = float(summary["rate"])
+        row.seconds = plan.messages / row.rate
+        row.p50_ms, row.p99_ms = float(summary["p50"]), float(summary["p99"])
+        row.latency = "producer send -> ack"
+        found = self.end_total([topic])
+        row.found, row.lost = min(found, plan.messages), max(0, plan.messages - found)
+        row.notes.append(f"random picks of the gateway's {len(values)} JSON values "
+                         f"(mean {mean:.0f} B), no key; CPU includes JVM start-up")
+        return row
+
+    # -- everything ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        only = set(self.args.only.split(",")) if self.args.only else set(RUNS)
+        rows: list[Row] = []
+        extra: dict[str, Any] = {}
+
+        def step(key: str, fn: Callable[[], Row]) -> None:
+            if key not in only:
+                return
+            row = fn()
+            log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
+            rows.append(row)
+
+        step("mqtt", self.mqtt_paho)
+        if shutil.which("mosquitto_sub"):
+            step("mqtt-c", self.mqtt_c)
+        step("kafka", self.kafka_python)
+        step("kafka-java", self.kafka_java)
+        step("naive", self.naive)
+        gateway_rate = None
+        if "gateway" in only:
+            row, extra["gateway"] = self.gateway()
+            log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
+            rows.append(row)
+            gateway_rate = row.rate
+        if "half" in only and gateway_rate:
+            row, extra["gateway_half"] = self.gateway(
+                rate=gateway_rate / 2, messages=max(1000, self.args.messages // 2))
+            log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
+            rows.append(row)
+        if self.args.profile:
+            row, extra["gateway_profile"] = self.gateway(profile=True)
+            rows.append(row)
+        return {"rows": rows, "extra": extra}
+
+
+# What `presacop gateway --config FILE` runs, without the other subcommands' imports, so that a
+# broken sibling subcommand cannot stop the bench.
+GATEWAY_MAIN = (
+    "import argparse, sys; from gateway import cli; p = argparse.ArgumentParser(); "
+    "cli.add_arguments(p); sys.exit(cli.run(p.parse_args()))"
+)
+
+PERF_LINE = re.compile(
+    r"(?P<n>\d+) records sent, (?P<rate>[\d.]+) records/sec \((?P<mb>[\d.]+) MB/sec\), "
+    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
+    r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th")
+
+
+def pyspy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return found
+
+
+# -- the profile ---------------------------------------------------------------------------------
+
+
+def _area(filename: str) -> str | None:
+    """Which library a frame belongs to, or None for the standard library."""
+    for marker, name in (("kafka/", "kafka-python"), ("paho/", "paho-mqtt"),
+                         ("gateway/", "gateway"), ("protocol/", "protocol"),
+                         ("prometheus_client/", "prometheus-client"), ("msgpack/", "msgpack"),
+                         ("presacop/", "presacop")):
+        if marker in filename and ("site-packages" in filename or marker in ("gateway/",
+                                                                                "protocol/",
+                                                                                "presacop/")):
+            return name
+    return None
+
+
+def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """From py-spy's raw (collapsed) stacks: samples per thread entry point, self time by library
+    (a standard-library leaf is charged to the nearest library frame above it, e.g. a socket
+    send made by kafka-python counts as kafka-python) and the top functions by cumulative
+    samples."""
+    if not path.exists():
+        return {"error": f"no profile written at {path}"}
+    total = 0
+    by_area: dict[str, int] = {}
+    by_entry: dict[str, int] = {}
+    cumulative: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        entry = next((f for f in frames if "threading.py" not in f
+                      and not f.startswith(("<module>", "_bootstrap", "run ("))), frames[0])
+        by_entry[_short(entry)] = by_entry.get(_short(entry), 0) + count
+        area = "stdlib/other"
+        for frame in reversed(frames):
+            found = _area(frame)
+            if found:
+                area = found
+                break
+        by_area[area] = by_area.get(area, 0) + count
+        own[_short(frames[-1])] = own.get(_short(frames[-1]), 0) + count
+        for name in {_short(f) for f in frames}:
+            cumulative[name] = cumulative.get(name, 0) + count
+
+    def ranked(d: dict[str, int], n: int) -> list[tuple[str, int, float]]:
+        items = sorted(d.items(), key=lambda kv: -kv[1])[:n]
+        return [(k, v, round(100 * v / total, 1) if total else 0.0) for k, v in items]
+
+    return {"samples": total, "by_library": ranked(by_area, 20),
+            "by_thread_entry": ranked(by_entry, 10), "top_cumulative": ranked(cumulative, top),
+            "top_self": ranked(own, top)}
+
+
+def _short(frame: str) -> str:
+    """'send (kafka/producer/kafka.py:123)' -> 'send (kafka/producer/kafka.py)'."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    file = where.rsplit(":", 1)[0]
+    for cut in ("site-packages/", "/work/main/", str(Path(__file__).resolve().parent.parent) + "/"):
+        if cut in file:
+            file = file.split(cut, 1)[1]
+    return f"{name} ({file})"
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def targets(rows: list[Row]) -> list[dict[str, Any]]:
+    by = {r.name: r for r in rows}
+    gw = by.get("presacop gateway")
+    naive = by.get("naive bridge")
+    half = next((r for r in rows if r.name.startswith("presacop gateway @")), None)
+    mqtt = max((r.rate or 0 for r in rows if r.role == "mqtt-limit"), default=0) or None
+    kafka = max((r.rate or 0 for r in rows if r.role == "kafka-limit"), default=0) or None
+    out = []
+    if gw and gw.rate and naive and naive.rate:
+        ratio = gw.rate / naive.rate
+        out.append({"target": "gateway >= 2x naive bridge (msgs/s)",
+                    "value": f"{ratio:.2f}x", "met": ratio >= TARGETS["vs_naive"]})
+    if gw and gw.rate and mqtt and kafka:
+        lesser = min(mqtt, kafka)
+        which = "MQTT" if mqtt <= kafka else "Kafka"
+        ratio = gw.rate / lesser
+        out.append({"target": "gateway >= 60% of the lesser broker limit",
+                    "value": f"{100 * ratio:.0f}% of {lesser:,.0f} ({which}, best client)",
+                    "met": ratio >= TARGETS["vs_limit"]})
+    if half and half.p99_ms is not None:
+        out.append({"target": "p99 latency < 50 ms at half the max rate",
+                    "value": f"{half.p99_ms:.0f} ms", "met": half.p99_ms < TARGETS["p99_half_ms"]})
+    if gw:
+        out.append({"target": "nothing lost, no duplicates (gateway)",
+                    "value": f"lost {gw.lost}, dup {gw.duplicates}",
+                    "met": gw.lost == 0 and gw.duplicates == 0})
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    rows: list[Row] = result["rows"]
+    head = ["run", "msgs/s", "p50 ms", "p99 ms", "CPU s", "CPU us/msg", "peak RSS MB", "lost",
+            "dup", "mosq CPU s", "kafka CPU s", "pub msgs/s"]
+    body = [[r.name, fmt(r.rate), fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.cpu_s, 1),
+             fmt(r.cpu_us_per_msg), fmt(r.peak_rss_mb), fmt(r.lost), fmt(r.duplicates),
+             fmt(r.mosquitto_cpu_s, 1), fmt(r.kafka_cpu_s, 1), fmt(r.publish_rate)]
+            for r in rows]
+    out = [f"machine: {machine_line(result['machine'])}",
+           f"traffic: {result['traffic']}", "", table(head, body), ""]
+    out.append("latency columns:")
+    out += [f"  {r.name}: {r.latency}" for r in rows if r.latency]
+    notes = [f"  {r.name}: {n}" for r in rows for n in r.notes]
+    if notes:
+        out += ["notes:", *notes]
+    for key, extra in result["extra"].items():
+        if "alerts" in extra:
+            out.append(f"{key}: alerts {extra['alerts']} for {extra['unqualified_published']} "
+                       f"unqualified violations published, dead letters {extra['deadletter']}")
+    out += ["", "targets (issue 7):"]
+    for t in result["targets"]:
+        out.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    prof = result["extra"].get("gateway_profile", {}).get("profile")
+    if prof:
+        out += ["", render_profile(prof)]
+    return "\n".join(out)
+
+
+def render_profile(prof: dict[str, Any]) -> str:
+    if "error" in prof:
+        return f"profile: {prof['error']}"
+    out = [f"gateway profile (py-spy, {prof['samples']} samples of on-CPU threads, 200 Hz)"]
+    for title, key in (("by library (stdlib frames charged to the caller's library)",
+                        "by_library"), ("by thread entry point", "by_thread_entry"),
+                       ("top functions, cumulative", "top_cumulative"),
+                       ("top functions, self", "top_self")):
+        out.append(table([title, "samples", "%"],
+                         [[k, fmt(v), f"{p:.1f}"] for k, v, p in prof[key]]))
+        out.append("")
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=50_000, help="messages per run (default 50000)")
+    p.add_argument("--publishers", type=int, default=3, help="publisher processes (default 3)")
+    p.add_argument("--window", type=int, default=100,
+                   help="QoS 1 publishes in flight per publisher (default 100)")
+    p.add_argument("--drones", type=int, default=1000, help="distinct drone ids (default 1000)")
+    p.add_argument("--violation-share", type=float, default=0.25,
+                   help="share of violations among messages (default 0.25)")
+    p.add_argument("--unqualified-share", type=float, default=0.01,
+                   help="share of violations without a code (default 0.01)")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="use this Mosquitto instead of starting one")
+    p.add_argument("--kafka", metavar="HOST:PORT", help="use this Kafka instead of starting one")
+    p.add_argument("--only", metavar="RUNS", help=f"comma-separated subset of {','.join(RUNS)}")
+    p.add_argument("--profile", action="store_true",
+                   help="also run the gateway under py-spy and print its top functions")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="global time budget in seconds; everything stops when it runs out")
+    p.add_argument("--stall", type=float, default=15,
+                   help="stop waiting for a run after this long without progress (default 15)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary state directory")
+    args = p.parse_args(argv)
+    problems = [f"--{k.replace('_', '-')} must be > 0" for k in
+                ("messages", "publishers", "window", "drones", "timeout", "stall")
+                if getattr(args, k) <= 0]
+    problems += [f"--{k.replace('_', '-')} must be within 0..1" for k in
+                 ("violation_share", "unqualified_share") if not 0 <= getattr(args, k) <= 1]
+    for flag in ("mqtt", "kafka"):
+        value = getattr(args, flag)
+        if value and not re.fullmatch(r"[^:\s]+:\d{1,5}", value):
+            problems.append(f"--{flag} must be HOST:PORT, got {value!r}")
+    if args.only:
+        unknown = set(args.only.split(",")) - set(RUNS)
+        if unknown:
+            problems.append(f"--only: unknown run(s) {sorted(unknown)}; known: {', '.join(RUNS)}")
+    if problems:
+        p.error("; ".join(problems))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.profile:
+        try:
+            pyspy()
+        except BenchError as exc:
+            print(f"bench/gateway.py: {exc}", file=sys.stderr)
+            return 2
+    info = machine()
+    traffic = (f"{args.messages} QoS 1 messages/run from {args.publishers} publisher processes "
+               f"(window {args.window} each), {args.drones} drones, "
+               f"{args.violation_share:.0%} violations ({args.unqualified_share:.0%} of them "
+               f"unqualified), {PARTITIONS} partitions per topic")
+    with Alarm(args.timeout) as alarm:
+        bench = Bench(args, alarm)
+        try:
+            bench.start()
+            result = bench.run()
+        except BenchError as exc:
+            print(f"bench/gateway.py: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # never interrupt the clean-up
+            bench.close()
+    result.update(machine=info, traffic=traffic, targets=targets(result["rows"]))
+    if args.json:
+        out = dict(result, rows=[dict(dataclasses.asdict(r), cpu_us_per_msg=r.cpu_us_per_msg)
+                                 for r in result["rows"]])
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
