@@ -152,7 +152,8 @@ class MqttSource:
     def _send_acks(self) -> None:
         while self._acks:
             generation, mid, qos = self._acks.popleft()
-            if generation != self._generation or not self._subscribed.is_set():
+            # Not "subscribed": after a resumed session the broker redelivers before our SUBACK.
+            if generation != self._generation or self._connack_at is None:
                 self._on_stale_ack()
                 continue
             self._client.ack(mid, qos)

@@ -1,0 +1,108 @@
+"""Crashes with real Mosquitto and Kafka: kill -9 of a gateway mid-stream, alone or as one of two
+in a share group, then a restart with the same client id: every published message is in Kafka.
+
+Duplicates are allowed after a crash (a record Kafka acknowledged whose MQTT ack died with the
+process is redelivered to a gateway with an empty dedupe window); they are counted and shown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from gateway_testlib import (
+    Publisher,
+    metric,
+    read_topic,
+    telemetry,
+    topic_names,
+    unique,
+    wait_for,
+)
+
+
+def _publish_in_background(pub: Publisher, drone: str, count: int,
+                           pause_every: int = 200) -> tuple[threading.Thread, set[str]]:
+    ids = {f"{drone}:{s}" for s in range(count)}
+
+    def work() -> None:
+        for seq in range(count):
+            pub.send(telemetry(drone, seq))
+            if seq % pause_every == pause_every - 1:
+                time.sleep(0.05)  # a stream, not one burst: the crash lands mid-stream
+
+    thread = threading.Thread(target=work, name="test-publisher")
+    thread.start()
+    return thread, ids
+
+
+def _all_in_kafka(bootstrap: str, topic: str, expected: set[str]) -> Counter[str]:
+    recs = read_topic(bootstrap, topic, timeout=180,
+                      until=lambda rs: expected <= {r.value["message_id"] for r in rs})
+    return Counter(r.value["message_id"] for r in recs)
+
+
+def test_kill9_mid_stream_then_restart_loses_nothing(stack, gateway_factory, publisher_factory):
+    topics = topic_names(unique("kill"))
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
+    gw.wait_ready()
+    drone = unique("kill-")
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    thread, sent = _publish_in_background(pub, drone, 3000)
+    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 300, 120,
+             "the gateway to forward some messages")
+    gw.kill()
+    thread.join(120)
+    pub.flush()  # the broker has all 3000; the dead gateway's share waits in its session
+
+    gw.start()
+    counts = _all_in_kafka(stack.kafka_bootstrap, topics["telemetry"], sent)
+    missing = sent - set(counts)
+    dups = sum(n - 1 for n in counts.values())
+    assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+    print(f"kill -9 mid-stream: 3000 sent, all delivered, {dups} duplicates")
+    # Duplicates are bounded by what can be in flight at the kill: Receive Maximum (1000).
+    assert dups <= 1000, f"{dups} duplicates"
+
+
+def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher_factory):
+    topics = topic_names(unique("pair"))
+    group = unique("pair-")
+    a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
+                        client_id=unique("gwA-")).start()
+    b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
+                        client_id=unique("gwB-")).start()
+    a.wait_ready()
+    b.wait_ready()
+    drone = unique("pair-")
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    thread, sent = _publish_in_background(pub, drone, 4000)
+
+    def produced(gw) -> float:
+        return metric(gw.metrics(), "presacop_gateway_records_produced_total")
+
+    wait_for(lambda: produced(a) >= 200 and produced(b) >= 200, 120, "both gateways to work")
+    a.kill()
+    thread.join(120)
+    pub.flush()
+    # Mosquitto 2.0.11 keeps assigning A's share to A's (offline, persistent) session: B alone
+    # does not deliver everything. Wait for B to go quiet and see what is held back for A.
+    last = -1.0
+    while (now := produced(b)) != last:
+        last = now
+        time.sleep(2)
+    held = sent - set(r.value["message_id"] for r in read_topic(
+        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5))
+    print(f"while A was dead, {len(held)} of {len(sent)} messages waited in A's session")
+
+    a.start()
+    counts = _all_in_kafka(stack.kafka_bootstrap, topics["telemetry"], sent)
+    missing = sent - set(counts)
+    assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+    by_gateway = Counter(r.value["gateway_id"] for r in read_topic(
+        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5))
+    assert by_gateway[a.client_id] > 0 and by_gateway[b.client_id] > 0, by_gateway
+    dups = sum(n - 1 for n in counts.values())
+    print(f"two gateways: {dict(by_gateway)}, {dups} duplicates")
+    assert held, "expected A's share to wait for A (Mosquitto 2.0.11 behaviour, see docs)"
