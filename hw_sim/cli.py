@@ -170,19 +170,28 @@ def run(args: argparse.Namespace) -> int:
         args.data_dir = temp_dir
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _raise_stop), (signal.SIGINT, signal.default_int_handler))}
     try:
         if args.processes > 1 and not args.child:
             return _run_parent(args)
         return _run_fleet(args)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     raise _Stop()
+
+
+def _ignore_stop_signals() -> None:
+    """After the first Ctrl-C or SIGTERM, landing (bounded by --drain) must not be cut short:
+    an exception raised in the middle of stopping agents would leave threads behind."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_fleet(args: argparse.Namespace) -> int:
@@ -204,11 +213,14 @@ def _run_fleet(args: argparse.Namespace) -> int:
     except SimError as exc:  # the fleet stopped whatever it had started
         print(f"presacop sim: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, _Stop):  # likewise
+        return 130
     interrupted = False
     try:
         _fly(fleet, args, out)
     except (KeyboardInterrupt, _Stop):
         interrupted = True
+        _ignore_stop_signals()
     finally:
         drained = _land(fleet, args, out)
     summary = _summary(fleet.stats(), _routes(fleet), fleet.events(), drained, args)
@@ -241,10 +253,7 @@ def _land(fleet: Any, args: argparse.Namespace, out: IO[str]) -> bool:
     if not args.quiet and not args.child:
         print(f"landing: waiting up to {args.drain:g} s for outboxes to drain...", file=out,
               flush=True)
-    try:
-        drained = fleet.wait_drained(args.drain)
-    except (KeyboardInterrupt, _Stop):
-        drained = False
+    drained = fleet.wait_drained(args.drain)
     fleet.stop()
     return drained and fleet.stats()["totals"].get("outbox_depth", 0) == 0
 
@@ -276,10 +285,14 @@ def _run_parent(args: argparse.Namespace) -> int:
                 drones = sum(len(c.live.get("drones", {})) for c in children)
                 elapsed = max((c.live.get("elapsed_s", 0.0) for c in children), default=0.0)
                 print(_live_line(elapsed, totals, drones), file=out, flush=True)
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, _Stop) as exc:
         interrupted = True
+        _ignore_stop_signals()
+        # Pass the signal on (a Ctrl-C at a terminal reached the children already; they ignore
+        # a second one while landing).
+        sig = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
         for c in children:
-            c.terminate()
+            c.signal(sig)
     codes = [c.wait() for c in children]
     finals = [c.final for c in children]
     if any(f is None for f in finals):
@@ -338,9 +351,9 @@ class _Child:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def terminate(self) -> None:
+    def signal(self, sig: int) -> None:
         if self.running():
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
 
     def wait(self) -> int:
         code = self.proc.wait()

@@ -215,6 +215,9 @@ class Fleet:
         except Exception as exc:
             self.stop(timeout=5.0)
             raise FleetError(f"fleet failed to start {drone_id}: {exc}") from exc
+        except BaseException:  # Ctrl-C while starting: leave nothing running
+            self.stop(timeout=5.0)
+            raise
         self._scheduler = _Scheduler(self._apply)
         if self.link_faults is not None:
             self._schedule_random_faults(self.link_faults)

@@ -84,3 +84,30 @@ def test_processes_split_the_fleet_and_merge_the_summary(
     assert "every accepted violation was acknowledged" in done.stdout
     total = next(line for line in done.stdout.splitlines() if line.startswith("total"))
     assert int(total.split()[1]) > 0  # violations
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sigterm_lands_the_fleet_and_reports(mosquitto_factory: Callable[..., Mosquitto],
+                                             processes: str) -> None:
+    import signal
+
+    broker = mosquitto_factory()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hw_sim.cli", "--drones", "2", "--processes", processes,
+         "--broker", f"{broker.host}:{broker.port}", "--duration", "0", "--json", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # live lines: the drones are flying
+            if "linked | frames" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert sorted(summary["drones"]) == ["sim-0001", "sim-0002"]
+    assert summary["drained"] is True and summary["totals"]["outbox_depth"] == 0
