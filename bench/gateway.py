@@ -41,6 +41,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -70,7 +71,7 @@ from _common import (
 )
 from _traffic import Plan, publish
 
-RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "half")
+RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "half", "gateway-pycrc")
 PARTITIONS = 6  # the gateway's default for the topics it creates; every run uses the same
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0}
@@ -228,6 +229,8 @@ class Bench:
         self.mqtt_host, self.mqtt_port = "127.0.0.1", 0
         self.bootstrap = ""
         self._tags = 0
+        # Topic names and drone ids of this invocation: unique even on a reused Kafka (--kafka).
+        self._prefix = "b" + secrets.token_hex(2)
         self._offsets: Any = None
         self.classpath: str | None = None
 
@@ -285,7 +288,7 @@ class Bench:
 
     def tag(self) -> str:
         self._tags += 1
-        return f"r{self._tags}"
+        return f"{self._prefix}r{self._tags}"
 
     def plan(self, tag: str, *, messages: int | None = None, rate: float = 0.0) -> Plan:
         a = self.args
@@ -465,7 +468,7 @@ class Bench:
     # -- 1. the PresaCop gateway -----------------------------------------------------------------
 
     def gateway(self, *, rate: float = 0.0, messages: int | None = None,
-                profile: bool = False) -> tuple[Row, dict[str, Any]]:
+                profile: bool = False, pure_crc: bool = False) -> tuple[Row, dict[str, Any]]:
         from gateway.config import TopicsConfig
 
         tag = self.tag()
@@ -480,13 +483,18 @@ class Bench:
             name += f" @ {rate:,.0f}/s"
         if profile:
             name += " (py-spy)"
+        if pure_crc:
+            name += " (pure-Python CRC32C)"
         prof = self.dir / f"{tag}-pyspy.txt"
 
         def launch() -> tuple[Child, int]:
-            cmd = [sys.executable, "-c", GATEWAY_MAIN, "--config", str(config)]
+            main = (NO_CRC32C if pure_crc else "") + GATEWAY_MAIN
+            cmd = [sys.executable, "-c", main, "--config", str(config)]
             if profile:
-                cmd = [pyspy(), "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                       "-o", str(prof), "--", *cmd]
+                # --gil: sample only the thread holding the GIL, i.e. where the Python CPU of
+                # this GIL-bound process goes (waiting threads are left out).
+                cmd = [pyspy(), "record", "--format", "raw", "--rate", "200", "--gil",
+                       "--nonblocking", "-o", str(prof), "--", *cmd]
             c = self.child(f"{tag}-gateway", cmd)
             pid = c.pid if not profile else self.grandchild(c)
             self.wait_healthy(c, config)
@@ -822,6 +830,10 @@ class Bench:
                 rate=gateway_rate / 2, messages=max(1000, self.args.messages // 2))
             log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
             rows.append(row)
+        if "gateway-pycrc" in only and has_crc32c():
+            row, extra["gateway_pycrc"] = self.gateway(pure_crc=True)
+            log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
+            rows.append(row)
         if self.args.profile:
             row, extra["gateway_profile"] = self.gateway(profile=True)
             rows.append(row)
@@ -835,10 +847,21 @@ GATEWAY_MAIN = (
     "cli.add_arguments(p); sys.exit(cli.run(p.parse_args()))"
 )
 
+# kafka-python checksums every record batch with CRC-32C: in C when the `crc32c` package is
+# installed, else in pure Python. Hiding the package shows what that costs the gateway.
+NO_CRC32C = "import sys; sys.modules['crc32c'] = None; "
+
 PERF_LINE = re.compile(
     r"(?P<n>\d+) records sent, (?P<rate>[\d.]+) records/sec \((?P<mb>[\d.]+) MB/sec\), "
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th")
+
+
+def has_crc32c() -> bool:
+    """True if kafka-python can use the C CRC-32C (`pip install crc32c`)."""
+    import importlib.util
+
+    return importlib.util.find_spec("crc32c") is not None
 
 
 def pyspy() -> str:
@@ -851,17 +874,16 @@ def pyspy() -> str:
 # -- the profile ---------------------------------------------------------------------------------
 
 
-def _area(filename: str) -> str | None:
-    """Which library a frame belongs to, or None for the standard library."""
-    for marker, name in (("kafka/", "kafka-python"), ("paho/", "paho-mqtt"),
-                         ("gateway/", "gateway"), ("protocol/", "protocol"),
-                         ("prometheus_client/", "prometheus-client"), ("msgpack/", "msgpack"),
-                         ("presacop/", "presacop")):
-        if marker in filename and ("site-packages" in filename or marker in ("gateway/",
-                                                                                "protocol/",
-                                                                                "presacop/")):
-            return name
-    return None
+_LIBRARIES = {"kafka": "kafka-python", "paho": "paho-mqtt", "gateway": "gateway",
+              "protocol": "protocol", "prometheus_client": "prometheus-client",
+              "msgpack": "msgpack", "presacop": "presacop"}
+
+
+def _area(frame: str) -> str | None:
+    """Which library a py-spy frame ('name (pkg/module.py:line)', file names shortened to the
+    package path) belongs to, or None for the standard library and the rest."""
+    where = frame.rpartition(" (")[2]
+    return _LIBRARIES.get(where.split("/", 1)[0]) if "/" in where else None
 
 
 def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
@@ -952,10 +974,11 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
 def render(result: dict[str, Any]) -> str:
     rows: list[Row] = result["rows"]
     head = ["run", "msgs/s", "p50 ms", "p99 ms", "CPU s", "CPU us/msg", "peak RSS MB", "lost",
-            "dup", "mosq CPU s", "kafka CPU s", "pub msgs/s"]
+            "dup", "mosq CPU s", "kafka CPU s", "pub CPU s", "pub msgs/s"]
     body = [[r.name, fmt(r.rate), fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.cpu_s, 1),
              fmt(r.cpu_us_per_msg), fmt(r.peak_rss_mb), fmt(r.lost), fmt(r.duplicates),
-             fmt(r.mosquitto_cpu_s, 1), fmt(r.kafka_cpu_s, 1), fmt(r.publish_rate)]
+             fmt(r.mosquitto_cpu_s, 1), fmt(r.kafka_cpu_s, 1), fmt(r.publishers_cpu_s, 1),
+             fmt(r.publish_rate)]
             for r in rows]
     out = [f"machine: {machine_line(result['machine'])}",
            f"traffic: {result['traffic']}", "", table(head, body), ""]
@@ -980,7 +1003,8 @@ def render(result: dict[str, Any]) -> str:
 def render_profile(prof: dict[str, Any]) -> str:
     if "error" in prof:
         return f"profile: {prof['error']}"
-    out = [f"gateway profile (py-spy, {prof['samples']} samples of on-CPU threads, 200 Hz)"]
+    out = [f"gateway profile (py-spy --gil: {prof['samples']} samples at 200 Hz of the thread "
+           "holding the GIL)"]
     for title, key in (("by library (stdlib frames charged to the caller's library)",
                         "by_library"), ("by thread entry point", "by_thread_entry"),
                        ("top functions, cumulative", "top_cumulative"),
