@@ -127,7 +127,8 @@ def test_cut_resets_live_connections_and_refuses_new_ones_until_restore(
             # Reset (or closed): either way the peer learns the link is gone.
             s.sendall(b"x")
             recv_exactly(s, 1)
-    with connect(proxy.port) as s2, pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError), connect(proxy.port) as s2:
+        # The reset may come as early as connect() itself.
         s2.sendall(b"during cut")
         recv_exactly(s2, 10)
     stats = proxy.stats()
@@ -197,7 +198,7 @@ def test_max_connections_refuses_extra(echo: EchoServer) -> None:
         with connect(p.port) as s1:
             s1.sendall(b"1")
             assert recv_exactly(s1, 1) == b"1"
-            with connect(p.port) as s2, pytest.raises(ConnectionError):
+            with pytest.raises(ConnectionError), connect(p.port) as s2:
                 s2.sendall(b"2")
                 recv_exactly(s2, 1)
         assert p.stats()["refused"] == 1
@@ -206,8 +207,8 @@ def test_max_connections_refuses_extra(echo: EchoServer) -> None:
 def test_unreachable_broker_resets_the_client() -> None:
     with socket.create_server(("127.0.0.1", 0)) as tmp:
         dead_port = tmp.getsockname()[1]
-    with LinkProxy("127.0.0.1", dead_port) as p, connect(p.port) as s, \
-            pytest.raises(ConnectionError):
+    with LinkProxy("127.0.0.1", dead_port) as p, pytest.raises(ConnectionError), \
+            connect(p.port) as s:
         recv_exactly(s, 1)
     assert p.stats()["upstream_failures"] == 1
 
