@@ -383,7 +383,9 @@ def _summary(stats: dict[str, Any], routes: dict[str, str], events: list[Any], d
                          "telemetry": row.get("telemetry", 0), "refused": row.get("refused", 0)}
               for drone_id, row in stats["drones"].items()}
     return {"drones": drones, "totals": _add_totals(list(drones.values())),
-            "elapsed_s": stats["elapsed_s"], "link_faults": len(events), "drained": drained,
+            "elapsed_s": stats["elapsed_s"],
+            "link_faults": sum(1 for e in events if e.action in ("cut", "stall")),
+            "drained": drained,
             "seed": args.seed}
 
 
@@ -433,7 +435,7 @@ def _table(summary: dict[str, Any]) -> str:
     verdict = ("every accepted violation was acknowledged by the broker" if summary["drained"]
                else "some messages are still queued in the outboxes (on disk, not lost)")
     body.append(f"\n{len(summary['drones'])} drones, {summary['elapsed_s']:.0f} s, "
-                f"{summary['link_faults']} link fault events, seed {summary['seed']}: {verdict}")
+                f"{summary['link_faults']} link cuts, seed {summary['seed']}: {verdict}")
     return "\n".join(body)
 
 

@@ -425,6 +425,8 @@ class Fleet:
     def _apply(self, action: str, drone_id: str) -> None:
         proxy = self.drones[drone_id].proxy
         if action == "restore":
+            if proxy.state == "up":
+                return  # nothing to restore: not an event
             proxy.restore()
         else:
             proxy.cut(mode="reset" if action == "cut" else "stall")

@@ -71,6 +71,7 @@ def test_fleet_run_with_link_faults_drains_and_reports_json(
     totals = summary["totals"]
     assert totals["violations"] > 0 and totals["acked"] >= totals["violations"]
     assert totals["outbox_depth"] == 0 and totals["link_cuts"] >= 2
+    assert summary["link_faults"] == totals["link_cuts"]
     assert "linked | frames" in done.stderr  # live lines go to stderr with --json
 
 
