@@ -254,7 +254,10 @@ class Fleet:
         self.stop()
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every agent's outbox is empty (all acknowledged). True if they emptied."""
+        """Wait until every agent's outbox is empty (all acknowledged). True if they emptied.
+
+        Call it before `stop()` (a stopped agent's outbox is closed); links stay as they are, so
+        restore them first if they were cut."""
         deadline = time.monotonic() + timeout
         for d in self.drones.values():
             if not d.agent.wait_drained(max(0.0, deadline - time.monotonic())):
