@@ -58,7 +58,7 @@ DELIVERY_TIMEOUT_S = 60.0  # after the drones stopped: how long the rest may tak
 TICK_S = 0.2
 TTY_PROGRESS_S = 1.0
 LOG_PROGRESS_S = 5.0  # when stdout is a file or a CI log: one full line every few seconds
-LATENCY_BASIS = "drone time_ms -> Kafka record timestamp (set by the gateway's producer)"
+LATENCY_BASIS = "drone time_ms to the Kafka record timestamp, which the gateway's producer sets"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -333,6 +333,10 @@ def render(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _ms(value: int | None) -> str:
     return "n/a" if value is None else f"{value} ms"
 
@@ -394,6 +398,8 @@ class Progress:
             return
         self._next = now + (TTY_PROGRESS_S if self.tty else LOG_PROGRESS_S)
         if self.tty:
+            # A line wider than the terminal wraps, and \r would then redraw only its last row.
+            line = line[:shutil.get_terminal_size().columns - 1]
             self.out.write("\r" + line.ljust(self._width))
             self._width = len(line)
         else:
@@ -407,7 +413,8 @@ class Progress:
             self._width = 0
         self.out.write(text + "\n")
         self.out.flush()
-        self._next = 0.0
+        if self.tty:
+            self._next = 0.0  # redraw the status line under the event at once
 
 
 def progress_line(elapsed_s: float, total_s: float, phase: str, fleet: Mapping[str, int],
@@ -799,8 +806,8 @@ class Demo:
         args, say = self.args, self.p.say
         self.workdir = Path(tempfile.mkdtemp(prefix=f"presacop-demo-{self.run_id}-"))
         self._log_to_file(self.workdir / "demo.log")
-        say(f"PresaCop demo {self.run_id}: {args.drones} drones for {args.duration:.0f} s, "
-            f"{args.link_cuts} link cuts, seed {self.seed}")
+        say(f"PresaCop demo {self.run_id}: {_n(args.drones, 'drone')} for {args.duration:.0f} s, "
+            f"{_n(args.link_cuts, 'link cut')}, seed {self.seed}")
         ep = self.endpoints = self.stack.up(say)
         say(f"  brokers  MQTT {ep.mqtt_host}:{ep.mqtt_port}, Kafka {ep.kafka} ({ep.origin})")
         create_topics(ep.kafka, list(self.topics.values()))
