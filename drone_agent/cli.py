@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from drone_agent.hardware import HardwareError
     from presacop.config import ConfigError, load
 
+    # Handlers first: a SIGTERM during the (slow) start-up still ends in a clean stop.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signo, _frame: stop.set())
     try:
         config = load(AgentConfig, args.config)
     except ConfigError as exc:
@@ -55,9 +59,6 @@ def run(args: argparse.Namespace) -> int:
     except HardwareError as exc:
         return _fail(EXIT_FAILED, f"hardware failed at start: {exc}")
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signo, _frame: stop.set())
     try:
         agent.start()
     except (OutboxError, OSError) as exc:
@@ -95,3 +96,15 @@ def _setup_logging(level: str) -> None:
 def _fail(code: int, message: str) -> int:
     print(f"presacop agent: {message}", file=sys.stderr)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m drone_agent.cli --config ...`: the same as `presacop agent`, for a drone image
+    that ships only the agent."""
+    parser = argparse.ArgumentParser(prog="presacop-agent", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

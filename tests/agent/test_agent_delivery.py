@@ -1,0 +1,148 @@
+"""Delivery through real Mosquitto with hw_sim hardware: outages, a full outbox, retained status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent_helpers import Collector, make_config, violation_seqs, wait_until
+
+import protocol
+from drone_agent.agent import Agent, from_config
+from hw_sim.link import LinkProxy
+from protocol import StatusFlags
+
+OUTAGE_S = 30.0
+
+
+def outbox_seqs(agent: Agent) -> tuple[set[int], set[int]]:
+    """(violation seqs, telemetry seqs) queued in the agent's outbox now."""
+    assert agent.outbox is not None
+    entries = agent.outbox.pending(1_000_000)
+    return ({e.seq for e in entries if e.kind == "violation"},
+            {e.seq for e in entries if e.kind == "telemetry"})
+
+
+def received_seqs(collector: Collector, kind: type) -> set[int]:
+    return {r.message.header.seq for r in collector.of(kind)}
+
+
+def test_broker_down_30s_every_violation_arrives_in_order_before_telemetry_backlog(
+        tmp_path: Path, mosquitto_factory) -> None:
+    broker = mosquitto_factory()
+    collector = Collector(broker.host, broker.port, "outage-collector")
+    agent = from_config(make_config(tmp_path / "data", broker.port))
+    try:
+        agent.start()
+        assert wait_until(lambda: len(collector.of(protocol.Violation)) >= 3, 60)
+
+        broker.stop()
+        assert wait_until(lambda: not agent.stats()["connected"], 10)
+        before = agent.stats()
+        time.sleep(OUTAGE_S)
+        during = agent.stats()
+        backlog_v, backlog_t = outbox_seqs(agent)
+        broker.start()
+
+        # The agent kept capturing and queueing while the broker was away.
+        assert during["captured"] > before["captured"]
+        assert during["violations"] > before["violations"]
+        assert backlog_v and backlog_t
+        assert during["flags"] & StatusFlags.LINK_BACKLOG
+        assert wait_until(lambda: backlog_v <= received_seqs(collector, protocol.Violation)
+                          and backlog_t <= received_seqs(collector, protocol.Telemetry), 60)
+    finally:
+        agent.stop(timeout=10.0)
+    stats = agent.stats()
+    assert wait_until(lambda: len({protocol.message_id(r.message) for r in
+                                   collector.of(protocol.Violation)}) >= stats["violations"], 20)
+    collector.close()
+
+    assert stats["outbox_depth"] == 0 and stats["reconnects"] >= 1
+    violations = collector.first_arrivals(protocol.Violation)
+    # Every violation the agent accepted arrived, each once after dropping resends by message id.
+    assert len(violations) == stats["violations"]
+    seqs = violation_seqs(violations)
+    assert seqs == sorted(seqs), "violations arrived out of sequence order"
+    # After the outage the queued violations went out before the queued telemetry.
+    firsts = collector.first_arrivals()
+    last_backlog_violation = max(r.order for r in firsts
+                                 if isinstance(r.message, protocol.Violation)
+                                 and r.message.header.seq in backlog_v)
+    first_backlog_telemetry = min(r.order for r in firsts
+                                  if isinstance(r.message, protocol.Telemetry)
+                                  and r.message.header.seq in backlog_t)
+    assert last_backlog_violation < first_backlog_telemetry
+
+
+def test_outbox_full_drops_telemetry_first_keeps_violations_then_refuses_visibly(
+        tmp_path: Path, mosquitto_factory) -> None:
+    broker = mosquitto_factory()
+    collector = Collector(broker.host, broker.port, "full-collector")
+    proxy = LinkProxy(broker.host, broker.port, name="full-link").start()
+    proxy.cut()  # no link from the start: everything stays in the outbox
+    cfg = make_config(
+        tmp_path / "data", proxy.port,
+        outbox={"max_rows": 12, "telemetry_reserve_rows": 4},
+        telemetry={"period_s": 0.05},
+        camera={"options": {"fps": 20.0, "violation_rate": 0.9, "scroll": 0.5}},
+        recognizer={"max_rate_hz": 20.0})
+    agent = from_config(cfg)
+    try:
+        agent.start()
+        assert wait_until(lambda: agent.stats()["refused"] >= 1, 90)
+        stats = agent.stats()
+        kept_v, kept_t = outbox_seqs(agent)
+        # Telemetry went first: only its reserve is left; all 8 accepted violations are kept.
+        assert stats["telemetry_dropped"] > 0
+        assert len(kept_t) <= 4
+        assert len(kept_v) == 12 - 4 == stats["violations"]
+        assert stats["flags"] & StatusFlags.OUTBOX_FULL
+
+        proxy.restore()
+        assert wait_until(lambda: kept_v <= received_seqs(collector, protocol.Violation), 60)
+        assert wait_until(lambda: any(r.message.flags & StatusFlags.OUTBOX_FULL
+                                      for r in collector.of(protocol.Telemetry)), 30)
+        # Once drained, the flag clears: a later telemetry no longer carries it.
+        assert wait_until(lambda: not (collector.of(protocol.Telemetry)[-1].message.flags
+                                       & StatusFlags.OUTBOX_FULL), 30)
+    finally:
+        agent.stop(timeout=5.0)
+        proxy.stop()
+        collector.close()
+
+
+def test_link_cut_and_mqtt_311_retained_status(tmp_path: Path, mosquitto_factory) -> None:
+    broker = mosquitto_factory()
+    collector = Collector(broker.host, broker.port, "cut-collector")
+    proxy = LinkProxy(broker.host, broker.port, name="cut-link").start()
+    cfg = make_config(tmp_path / "data", proxy.port, mqtt={"protocol": "3.1.1"})
+    agent = from_config(cfg)
+    try:
+        agent.start()
+        assert wait_until(lambda: len(collector.of(protocol.Violation)) >= 2, 60)
+        assert wait_until(lambda: any(r.message.online for r in collector.of(protocol.Status)), 10)
+        proxy.cut()
+        # The broker saw the connection die: the will sets the retained status to offline.
+        assert wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 30)
+        assert wait_until(lambda: agent.stats()["violations"] > len(
+            collector.first_arrivals(protocol.Violation)), 60)
+        proxy.restore()
+        assert wait_until(lambda: collector.of(protocol.Status)[-1].message.online, 30)
+    finally:
+        agent.stop(timeout=10.0)
+        proxy.stop()
+    stats = agent.stats()
+    assert wait_until(lambda: len(collector.first_arrivals(protocol.Violation))
+                      == stats["violations"], 20)
+    collector.close()
+    assert stats["outbox_depth"] == 0
+    # A clean stop publishes the retained offline status itself (the will does not fire).
+    late = Collector(broker.host, broker.port, "late-collector")
+    try:
+        assert wait_until(lambda: bool(late.of(protocol.Status)), 10)
+        status = late.of(protocol.Status)[-1]
+        assert status.retained and status.message.online is False
+        assert status.message.header.drone_id == "drone-t1"
+    finally:
+        late.close()
