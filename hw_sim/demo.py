@@ -313,7 +313,7 @@ def render(summary: Mapping[str, Any]) -> str:
         ("lost", "-", summary["lost"], "ok" if summary["lost"] == 0 else "FAIL"),
     ]
     lines = [f"{'':30} {'published':>9} {'in Kafka':>9}  check"]
-    lines += [f"{name:30} {a:>9} {b:>9}  {c}" for name, a, b, c in rows]
+    lines += [f"{name:30} {a:>9} {b:>9}  {c}".rstrip() for name, a, b, c in rows]
     lines += [
         "",
         "Kafka records: " + ", ".join(f"{role} {kafka[role]}" for role in ROLES)

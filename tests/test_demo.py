@@ -3,6 +3,7 @@ of its self-check (summary, fault plan, percentiles)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -23,6 +24,7 @@ from presacop.cli import main
 from presacop.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "demo.md").read_text()
 
 
 def demo_argv(stack: Stack, *extra: str) -> list[str]:
@@ -130,6 +132,10 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack,
     pid = int(re.search(r"gateway\s+pid (\d+)", result.stderr).group(1))  # type: ignore[union-attr]
     assert not gateway_alive(pid, summary["run_id"])
 
+    # docs/demo.md describes every key of the real JSON summary.
+    keys = {*summary, *summary["published"], *summary["delivered"], *summary["latency_ms"]}
+    assert not [k for k in sorted(keys) if f"`{k}`" not in DOC]
+
 
 @pytest.mark.timeout(300)
 def test_sigterm_mid_run_stops_the_gateway_and_deletes_the_topics(stack: Stack) -> None:
@@ -198,6 +204,15 @@ def test_one_broker_without_the_other_exits_2(given: str, needed: str,
     assert main(["demo", given, "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert f"{given} needs {needed}" in err
+
+
+def test_docs_describe_every_flag() -> None:
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    flags = [a.option_strings[-1] for a in parser._actions
+             if a.option_strings and a.option_strings[-1] != "--help"]
+    assert len(flags) >= 10
+    assert not [f for f in flags if f"| `{f}" not in DOC]
 
 
 # -- the self-check's logic (pure) -------------------------------------------------------------
