@@ -406,11 +406,16 @@ class Progress:
             self.out.write(line + "\n")
         self.out.flush()
 
-    def say(self, text: str) -> None:
-        """A line of its own (events, phases)."""
+    def clear(self) -> None:
+        """Erase the status line (on a terminal), so other output starts on a clean line."""
         if self.tty and self._width:
             self.out.write("\r" + " " * self._width + "\r")
+            self.out.flush()
             self._width = 0
+
+    def say(self, text: str) -> None:
+        """A line of its own (events, phases)."""
+        self.clear()
         self.out.write(text + "\n")
         self.out.flush()
         if self.tty:
@@ -455,7 +460,7 @@ class StackHandle:
             return Endpoints(args.mqtt[0], args.mqtt[1], f"{args.kafka[0]}:{args.kafka[1]}",
                              "given")
         from presacop import stack_cli
-        from presacop.stack import Stack
+        from presacop.stack import PortInUseError, Stack
 
         state_dir = (args.state_dir or stack_cli.default_state_dir()).expanduser().resolve()
         recorded = Stack.load(state_dir)
@@ -472,8 +477,14 @@ class StackHandle:
         missing = [s for s in stack.services if not s.running()]
         say(f"starting the local stack: {', '.join(s.name for s in missing)} "
             f"(state {state_dir}; Kafka takes 10-30 s) ...")
+        try:
+            stack.start()  # on failure it stops what it started itself
+        except PortInUseError as exc:
+            raise DemoError(
+                f"{exc}. To run the stack on other ports: `presacop stack up --mqtt-port P "
+                "--kafka-port P --controller-port P` (the demo then uses it), or point the demo "
+                "at running brokers with --mqtt and --kafka") from exc
         self._started = missing
-        stack.start()
         return Endpoints(stack.mqtt_host, stack.mqtt_port, stack.kafka_bootstrap, "started")
 
     def release(self, keep: bool, say: Callable[[str], None]) -> None:
@@ -958,7 +969,8 @@ class Demo:
             self._log_handler = None
         if self.workdir is not None:
             if keep_workdir:
-                say(f"logs kept in {self.workdir} (gateway.log, demo.log, drones/)")
+                kept = ", ".join(sorted(p.name for p in self.workdir.iterdir()))
+                say(f"logs kept in {self.workdir} ({kept})")
             else:
                 shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -1032,7 +1044,8 @@ def run(args: argparse.Namespace) -> int:
         progress.say("interrupted: stopping everything the demo started ...")
         code = EXIT_INTERRUPTED
     except (DemoError, StackError, SimError) as exc:
-        progress.say(f"presacop demo: {exc}")
+        progress.clear()
+        print(f"presacop demo: {exc}", file=sys.stderr, flush=True)
         code = EXIT_FAILED
     finally:
         with _shielded(progress.say):
