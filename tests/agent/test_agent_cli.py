@@ -79,6 +79,7 @@ def test_kill_9_then_restart_loses_nothing_and_reuses_no_seq(tmp_path: Path,
                                                for r in collector.of(protocol.Violation)}, 90)
         assert wait_until(lambda: set(on_disk) <= {r.message.header.seq
                                                    for r in collector.snapshot()}, 30)
+        assert wait_until(lambda: bool(logged_violations(log2)), 60)  # it numbers new ones too
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0  # SIGTERM: drain, offline status, clean exit
     finally:

@@ -146,3 +146,27 @@ def test_link_cut_and_mqtt_311_retained_status(tmp_path: Path, mosquitto_factory
         assert status.message.header.drone_id == "drone-t1"
     finally:
         late.close()
+
+
+def test_rows_leave_the_outbox_only_when_the_broker_acknowledged_them(
+        tmp_path: Path, mosquitto_factory) -> None:
+    broker = mosquitto_factory()
+    collector = Collector(broker.host, broker.port, "ack-collector")
+    proxy = LinkProxy(broker.host, broker.port, name="ack-link").start()
+    agent = from_config(make_config(tmp_path / "data", proxy.port))
+    try:
+        agent.start()
+        assert wait_until(lambda: agent.stats()["acked"] >= 3, 60)
+        proxy.cut(mode="stall")  # bytes stop moving both ways: publishes go out, no PUBACK back
+        assert wait_until(lambda: agent.stats()["published"] - agent.stats()["acked"] >= 3, 60)
+        stats = agent.stats()
+        unacked = stats["published"] - stats["acked"]
+        assert stats["outbox_depth"] >= unacked  # published but unacknowledged: still queued
+        waiting_v, _ = outbox_seqs(agent)
+        proxy.restore()
+        assert wait_until(lambda: waiting_v <= received_seqs(collector, protocol.Violation), 60)
+    finally:
+        agent.stop(timeout=10.0)
+        proxy.stop()
+        collector.close()
+    assert agent.stats()["outbox_depth"] == 0

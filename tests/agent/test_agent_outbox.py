@@ -205,3 +205,12 @@ def test_survives_kill_9_mid_stream_and_never_reuses_a_seq(tmp_path: Path) -> No
         assert put(ob, "violation") == max(s for s, _ in stored) + 1
     finally:
         ob.close()
+
+
+def test_oldest_created_ms(ob: Outbox) -> None:
+    assert ob.oldest_created_ms() is None
+    ob.put("telemetry", lambda s: b"t", now_ms=5_000)
+    ob.put("violation", lambda s: b"v", now_ms=7_000)
+    assert ob.oldest_created_ms() == 5_000
+    ob.ack([0])
+    assert ob.oldest_created_ms() == 7_000
