@@ -968,7 +968,8 @@ class Demo:
             self._log_handler.close()
             self._log_handler = None
         if self.workdir is not None:
-            if keep_workdir:
+            # Keep the logs of a failed run, once there is more in them than the demo's own.
+            if keep_workdir and self.gateway is not None:
                 kept = ", ".join(sorted(p.name for p in self.workdir.iterdir()))
                 say(f"logs kept in {self.workdir} ({kept})")
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import signal
@@ -25,6 +26,11 @@ from presacop.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "demo.md").read_text()
+
+
+def env_with_tmp(tmp_path: Path) -> dict[str, str]:
+    """The demo's temporary directory (kept after a failure) goes under the test's tmp_path."""
+    return {**os.environ, "TMPDIR": str(tmp_path)}
 
 
 def demo_argv(stack: Stack, *extra: str) -> list[str]:
@@ -93,12 +99,13 @@ def kept_topics(stack: Stack) -> Iterator[list[str]]:
 
 
 @pytest.mark.timeout(400)
-def test_short_demo_through_link_cuts_loses_nothing(stack: Stack,
-                                                    kept_topics: list[str]) -> None:
+def test_short_demo_through_link_cuts_loses_nothing(stack: Stack, kept_topics: list[str],
+                                                    tmp_path: Path) -> None:
     result = subprocess.run(
         demo_argv(stack, "--drones", "3", "--duration", "25", "--link-cuts", "3", "--json",
                   "--keep-topics"),
-        capture_output=True, text=True, timeout=360, cwd=ROOT, check=False)
+        capture_output=True, text=True, timeout=360, cwd=ROOT, check=False,
+        env=env_with_tmp(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     summary = json.loads(result.stdout)
     kept_topics += summary["topics"].values()
@@ -131,6 +138,7 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack,
 
     pid = int(re.search(r"gateway\s+pid (\d+)", result.stderr).group(1))  # type: ignore[union-attr]
     assert not gateway_alive(pid, summary["run_id"])
+    assert not list(tmp_path.glob("presacop-demo-*")), "the run's temporary directory is left"
 
     # docs/demo.md describes every key of the real JSON summary.
     keys = {*summary, *summary["published"], *summary["delivered"], *summary["latency_ms"]}
@@ -138,9 +146,11 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack,
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_mid_run_stops_the_gateway_and_deletes_the_topics(stack: Stack) -> None:
+def test_sigterm_mid_run_stops_the_gateway_and_deletes_the_topics(stack: Stack,
+                                                                  tmp_path: Path) -> None:
     proc = subprocess.Popen(demo_argv(stack, "--drones", "2", "--duration", "120", "--json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=env_with_tmp(tmp_path))
     seen: list[str] = []
     try:
         assert proc.stderr is not None
@@ -166,15 +176,17 @@ def test_sigterm_mid_run_stops_the_gateway_and_deletes_the_topics(stack: Stack) 
 
 
 @pytest.mark.timeout(120)
-def test_unreachable_brokers_exit_1_with_a_clear_message() -> None:
+def test_unreachable_brokers_exit_1_with_a_clear_message(tmp_path: Path) -> None:
     mqtt, kafka = free_port(), free_port()
     result = subprocess.run(
         [sys.executable, "-m", "presacop.cli", "demo", "--mqtt", f"127.0.0.1:{mqtt}",
          "--kafka", f"127.0.0.1:{kafka}", "--json"],
-        capture_output=True, text=True, timeout=100, cwd=ROOT, check=False)
+        capture_output=True, text=True, timeout=100, cwd=ROOT, check=False,
+        env=env_with_tmp(tmp_path))
     assert result.returncode == 1
     assert f"--mqtt 127.0.0.1:{mqtt}: cannot connect" in result.stderr
     assert result.stdout == ""
+    assert not list(tmp_path.glob("presacop-demo-*")), "nothing worth keeping was kept"
 
 
 # -- flags -----------------------------------------------------------------------------------
