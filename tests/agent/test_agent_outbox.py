@@ -214,3 +214,18 @@ def test_oldest_created_ms(ob: Outbox) -> None:
     assert ob.oldest_created_ms() == 5_000
     ob.ack([0])
     assert ob.oldest_created_ms() == 7_000
+
+
+def test_held_rows_go_behind_everything_and_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    ob = Outbox(path)
+    refused = put(ob, "violation")
+    later_v, tel = put(ob, "violation"), put(ob, "telemetry")
+    ob.hold([refused])
+    assert [e.seq for e in ob.pending(10)] == [later_v, tel, refused]
+    ob.close()
+    again = Outbox(path)
+    try:
+        assert [e.seq for e in again.pending(10)] == [later_v, tel, refused]
+    finally:
+        again.close()
