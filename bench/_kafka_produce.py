@@ -54,7 +54,8 @@ def main() -> int:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                              linger_ms=5, batch_size=65536,
                              max_in_flight_requests_per_connection=5)
-    producer.partitions_for(records[0].topic)  # metadata before the clock starts
+    for topic in {r.topic for r in records}:
+        producer.partitions_for(topic)  # metadata before the clock starts
     print(f"ready {len(records)}", flush=True)
     for line in sys.stdin:
         if line.strip() == "go":
