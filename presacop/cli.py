@@ -21,7 +21,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+def build_parser() -> tuple[
+    argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]
+]:
     parser = argparse.ArgumentParser(
         prog="presacop",
         description="PresaCop edge: drones -> MQTT -> gateway -> Kafka.",

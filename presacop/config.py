@@ -43,8 +43,14 @@ class ConfigError(ValueError):
         super().__init__(f"{where}{key or '<root>'}: {reason}")
 
 
-def field(default: Any = dataclasses.MISSING, *, doc: str, check: Callable[[Any], str | None] | None = None,
-          env: str | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    check: Callable[[Any], str | None] | None = None,
+    env: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """A config field with documentation, an optional value check and an optional env override."""
     meta = {"doc": doc, "check": check, "env": env}
     if default_factory is not dataclasses.MISSING:
@@ -69,8 +75,14 @@ def load(cls: type[T], path: str | Path | None, env: Mapping[str, str] | None = 
     return from_dict(cls, data, source=source, env=os.environ if env is None else env)
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>",
-              env: Mapping[str, str] | None = None, prefix: str = "") -> T:
+def from_dict(
+    cls: type[T],
+    data: Mapping[str, Any],
+    *,
+    source: str = "<dict>",
+    env: Mapping[str, str] | None = None,
+    prefix: str = "",
+) -> T:
     """Build `cls` from a mapping; see the module docstring for the rules."""
     if not isinstance(data, Mapping):
         raise ConfigError(prefix.rstrip("."), f"expected a table, got {_tname(data)}", source)
@@ -89,8 +101,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>",
             kwargs[name] = _from_env(key, env_name, env[env_name], typ, source)
         elif name in data:
             kwargs[name] = _convert(key, data[name], typ, source, env)
-        elif dataclasses.is_dataclass(typ) and f.default is dataclasses.MISSING \
-                and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        elif (
+            dataclasses.is_dataclass(typ)
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):  # type: ignore[misc]
             kwargs[name] = from_dict(typ, {}, source=source, env=env, prefix=f"{key}.")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
             raise ConfigError(key, "required key is missing", source)
@@ -169,7 +184,9 @@ def _convert(key: str, value: Any, typ: Any, source: str, env: Mapping[str, str]
     if typ is int and isinstance(value, bool):
         raise ConfigError(key, "expected an integer, got a boolean", source)
     if not isinstance(value, typ):
-        raise ConfigError(key, f"expected {_tname_type(typ)}, got {_tname(value)} {value!r}", source)
+        raise ConfigError(
+            key, f"expected {_tname_type(typ)}, got {_tname(value)} {value!r}", source
+        )
     return value
 
 
@@ -191,11 +208,19 @@ def _from_env(key: str, env_name: str, raw: str, typ: Any, source: str) -> Any:
 
 
 def _tname(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "list",
-            dict: "table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "list",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
 
 
 def _tname_type(typ: Any) -> str:
     if isinstance(typ, type):
-        return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(typ, typ.__name__)
+        return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(
+            typ, typ.__name__
+        )
     return str(typ).replace("typing.", "")
