@@ -108,6 +108,7 @@ class Agent:
         self._last_frame_at = time.monotonic()
         self._last_camera_error_at = float("-inf")
         self._outbox_full_latched = False
+        self._full_events = 0  # refusals so far: a refusal racing a telemetry is not lost
         self._last_flags = StatusFlags.NONE
         self._started = False
         self._stopped = False
@@ -323,11 +324,13 @@ class Agent:
             seq = self.outbox.put("violation", build, evidence_id=ident)
         except OutboxFull as exc:
             self._outbox_full_latched = True
+            self._full_events += 1
             log.error("VIOLATION REFUSED (plate %s, code %s): %s", read.text, read.code, exc)
             return False
         except OutboxError as exc:
             self._count("outbox_errors")
             self._outbox_full_latched = True
+            self._full_events += 1
             log.error("VIOLATION NOT RECORDED (plate %s, code %s): %s", read.text, read.code, exc)
             return False
         except LocalProtocolError as exc:
@@ -354,6 +357,7 @@ class Agent:
         assert self.outbox is not None
         fix = self._fix()
         power = self._power()
+        events = self._full_events
         flags = self._flags(fix, power)
         self._last_flags = flags
         now = time.time()
@@ -367,7 +371,8 @@ class Agent:
         if self.outbox.put("telemetry", build) is None:
             return  # no room: counted as telemetry_dropped by the outbox
         self._count("telemetry")
-        if flags & StatusFlags.OUTBOX_FULL and not self.outbox.full_for_violations():
+        if flags & StatusFlags.OUTBOX_FULL and events == self._full_events \
+                and not self.outbox.full_for_violations():
             self._outbox_full_latched = False  # reported once; the outbox has room again
 
     def _flags(self, fix: Fix | None, power: PowerReading | None) -> StatusFlags:

@@ -11,7 +11,8 @@ re-sends a message, which the message id makes harmless). The cost per put is on
 it with `measure_put_rate` (docs/agent.md lists figures).
 
 Order: `pending` returns violations before telemetry, each in sequence order, i.e. ORDER BY
-(priority, seq): after an outage the violations go out ahead of the telemetry backlog.
+(priority, seq): after an outage the violations go out ahead of the telemetry backlog. Rows the
+broker refused are moved behind both (`hold`), so one refused row cannot block the rest.
 
 Bounds (rows and bytes; a row is counted as its payload plus `ROW_OVERHEAD`):
 - telemetry that does not fit replaces the oldest telemetry; if there is none to replace it is
@@ -43,8 +44,10 @@ SEQ_MAX = 2**32 - 1  # the wire's seq is a uint32
 TELEMETRY_SIZE_ESTIMATE = 96  # bytes reserved per reserved telemetry row
 SCHEMA_VERSION = 1
 
-# Lower sorts first: violations leave before the telemetry backlog.
+# Lower sorts first: violations leave before the telemetry backlog; rows the broker refused
+# (HELD) go last so they cannot block the queue.
 PRIORITY = {"violation": 0, "status": 0, "telemetry": 1}
+HELD = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -186,6 +189,14 @@ class Outbox:
             for kind, size in gone:
                 self._forget(kind, size + ROW_OVERHEAD)
             return len(gone)
+
+    def hold(self, seqs: Iterable[int]) -> None:
+        """Move refused rows behind everything else (they stay queued). Raises `OutboxError`."""
+        batch = list(seqs)
+        with self._lock, self._tx() as db:
+            for chunk in _chunks(batch, 500):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"UPDATE messages SET priority = {HELD} WHERE seq IN ({marks})", chunk)
 
     # -- reading ------------------------------------------------------------------------------
 

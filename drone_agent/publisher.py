@@ -9,8 +9,10 @@ every paho call and callback happens on that thread and reconnection is ours:
 - In-flight window: at most `inflight` publishes await their PUBACK. The next messages come from
   the outbox in (priority, seq) order: violations before the telemetry backlog.
 - A message leaves the outbox only when its PUBACK arrives (paho's on_publish for a QoS 1 mid).
-  MQTT 5 PUBACKs carrying a failure reason (e.g. 0x87 not authorized) are counted as
-  ``rejected`` and the message stays queued (retried next session).
+  An MQTT 5 PUBACK carrying a failure reason (e.g. 0x87 not authorized) counts as ``rejected``:
+  the row stays queued but is moved behind everything else and retried only every
+  `REFUSED_RETRY_S`, so a refused row cannot block the queue (Mosquitto 2.0 also closes the
+  connection after refusing a publish, eclipse-mosquitto/mosquitto#2579).
 - Link lost: the paho client is discarded and a new one connects after a jittered exponential
   backoff. Whatever was in flight is simply sent again from the outbox: paho's own offline queue
   is memory only and is never relied on. Duplicates are harmless: the message id
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ACK_BATCH = 64  # delete delivered rows in batches: one fsync'ed commit per batch, not per PUBACK
 ACK_FLUSH_S = 0.1
+REFUSED_RETRY_S = 300.0  # a row the broker refused is tried again after this long
 IDLE_POLL_S = 0.1  # select() timeout when idle: bounds the latency of new messages and of stop()
 BUSY_POLL_S = 0.01
 
@@ -78,6 +81,7 @@ class Publisher:
         self.counters = {"published": 0, "acked": 0, "rejected": 0, "connects": 0,
                          "reconnects": 0, "connect_failures": 0, "connection_lost": 0}
         self._will_seq: int | None = None
+        self._held: dict[int, float] = {}  # refused seq -> monotonic time of the next try
         self._reset_session()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -264,7 +268,10 @@ class Publisher:
         return True
 
     def _excluded(self) -> set[int]:
-        return {*self._inflight.values(), *self._acked, *self._rejected}
+        now = time.monotonic()
+        for seq in [s for s, due in self._held.items() if due <= now]:
+            del self._held[seq]  # time to try it again (it is behind everything else by now)
+        return {*self._inflight.values(), *self._acked, *self._held}
 
     def _flush_acks(self, force: bool = False) -> None:
         if not self._acked:
@@ -293,10 +300,12 @@ class Publisher:
         if seq is None:
             return
         if reason_code.is_failure:
-            # The broker refused it (MQTT 5 reason code): keep it queued, skip it this session.
-            self._rejected.add(seq)
+            # The broker refused it (MQTT 5 reason code): keep it, behind everything else.
+            self._held[seq] = time.monotonic() + REFUSED_RETRY_S
+            self.outbox.hold([seq])
             self.counters["rejected"] += 1
-            log.error("publisher: broker refused seq %d: %s (kept in the outbox)", seq, reason_code)
+            log.error("publisher: broker refused seq %d: %s (kept in the outbox, retried in "
+                      "%.0f s)", seq, reason_code, REFUSED_RETRY_S)
             return
         if not self._acked:
             self._acked_since = time.monotonic()
@@ -309,7 +318,6 @@ class Publisher:
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._acked: list[int] = []  # PUBACKed, not yet deleted from the outbox
         self._acked_since = 0.0
-        self._rejected: set[int] = set()
         self._status_mid: int | None = None
         self._lost = False
         self._connack = None

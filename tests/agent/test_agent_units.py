@@ -248,3 +248,21 @@ def test_opencv_camera_missing_file_or_device(tmp_path: Path) -> None:
     with pytest.raises(HardwareError, match="no such device"):
         OpenCVCamera("/dev/video-nonexistent")
 
+
+
+# -- dependency direction -----------------------------------------------------------------------
+
+def test_drone_agent_imports_nothing_it_must_not() -> None:
+    """The drone side never imports the simulator, the gateway, Kafka or the tests."""
+    import ast
+
+    forbidden = {"hw_sim", "gateway", "kafka", "tests", "aiomqtt", "prometheus_client"}
+    package = Path(__file__).resolve().parents[2] / "drone_agent"
+    offenders = []
+    for source in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{source.name}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert not offenders
+    assert len(list(package.glob("*.py"))) > 10  # the scan saw the package
