@@ -63,13 +63,14 @@ def test_slow_recognizer_is_sampled_not_queued(tmp_path: Path, closed_port: int)
 
 def test_a_car_in_many_frames_is_one_violation(tmp_path: Path, closed_port: int) -> None:
     parked = truth("ABC1234", code=21)
-    frames = [(parked, truth("LEGAL1", code=None))] * 30 + [(parked, truth("XYZ9", code=40))] * 5
+    frames = [(parked, truth("LEGAL1", code=None))] * 30 + [(parked, truth("XYZ9", code=40))] * 20
     cam = FakeCamera(frames, period=0.01)
     cfg = make_config(tmp_path, closed_port, recognizer={"max_rate_hz": 50.0})
     agent = Agent(cfg, camera=cam, position=FakePosition(), power=FakePower(),
                   recognizer=StubRecognizer(unqualified_rate=0.0, seed=1))
     with agent:
-        assert wait_until(lambda: cam.index > 40, 30)
+        assert wait_until(lambda: len(queued(agent, protocol.Violation)) >= 2, 30)
+        assert wait_until(lambda: cam.index > 80, 30)  # time for any duplicate to show up
         violations = queued(agent, protocol.Violation)
         stats = agent.stats()
     assert sorted((v.plate, v.code) for v in violations) == [("ABC1234", 21), ("XYZ9", 40)]
@@ -84,7 +85,8 @@ def test_a_car_in_many_frames_is_one_violation(tmp_path: Path, closed_port: int)
 
 def test_violation_is_queued_even_when_evidence_is_refused(tmp_path: Path,
                                                           closed_port: int) -> None:
-    cam = FakeCamera([(truth("FULL1"),), (truth("FULL2"),)], period=0.01)
+    # Each car stays in view for a while: sampling may skip frames, never a whole car.
+    cam = FakeCamera([(truth("FULL1"),)] * 20 + [(truth("FULL2"),)] * 20, period=0.01)
     cfg = make_config(tmp_path, closed_port, evidence={"quota_bytes": 10},
                       recognizer={"max_rate_hz": 50.0})
     agent = Agent(cfg, camera=cam, position=FakePosition(), power=FakePower(),
