@@ -528,13 +528,23 @@ class Bench:
             self.wait_healthy(c, config)
             return c, pid
 
+        legs: dict[str, tuple[int, int]] = {}  # message id -> (to the gateway, gateway to Kafka)
+
         def read(rec: Any) -> tuple[str, int] | None:
             v = json.loads(rec.value)
+            legs.setdefault(v["message_id"], (v["received_ms"] - v["time_ms"],
+                                              rec.timestamp - v["received_ms"]))
             return v["message_id"], v["time_ms"]
 
         row, per_topic = self.bridge_run(
             name, tag, plan, launch, list(topics.all()), [topics.telemetry, topics.violations],
             client_id, read)
+        measured = [leg for mid, leg in legs.items() if mid.startswith(f"{tag}p")]
+        if measured:
+            (a50, a99), (b50, b99) = ((percentile(x, 50), percentile(x, 99))
+                                      for x in zip(*measured, strict=True))
+            row.notes.append(f"latency legs p50/p99: publish -> gateway receipt {a50:.0f}/{a99:.0f}"
+                             f" ms, receipt -> Kafka append {b50:.0f}/{b99:.0f} ms")
         counts = plan.counts()
         extra = {"alerts": per_topic.get(topics.alerts, 0),
                  "deadletter": per_topic.get(topics.deadletter, 0),
