@@ -1,7 +1,7 @@
 """Bench the MQTT -> Kafka path: the PresaCop gateway side by side with a naive bridge and with
 what each broker allows on its own, in one run on one machine (so the ratios hold on a noisy one).
 
-    .venv/bin/python bench/gateway.py                    # ~5 min: private brokers, every run, table
+    .venv/bin/python bench/gateway.py                    # ~3-4 min: own brokers, every run, table
     .venv/bin/python bench/gateway.py --messages 5000    # quick look
     .venv/bin/python bench/gateway.py --json             # one JSON object instead of the table
     .venv/bin/python bench/gateway.py --profile          # + the gateway under py-spy, top functions
@@ -237,6 +237,7 @@ class Bench:
         self._prefix = "b" + secrets.token_hex(2)
         self._offsets: Any = None
         self.classpath: str | None = None
+        self.metrics_port = 0  # of the gateway being run (its /healthz says when it is ready)
 
     # -- set-up and tear-down --------------------------------------------------------------------
 
