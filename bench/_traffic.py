@@ -139,7 +139,7 @@ def publish(plan: Plan, p: int, host: str, port: int, go: Any, results: Any,
         if not reason.is_failure:
             state["connected"].set()
 
-    def acked() -> None:  # caller holds `lock`
+    def count_ack() -> None:  # caller holds `lock`
         state["acked"] += 1
         state["last_ack"] = time.time()
         window.release()
@@ -149,7 +149,7 @@ def publish(plan: Plan, p: int, host: str, port: int, go: Any, results: Any,
             if pending.pop(mid, None) is None:
                 early.add(mid)
             else:
-                acked()
+                count_ack()
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{plan.tag}-pub{p}",
                          protocol=mqtt.MQTTv311, clean_session=True)
@@ -183,7 +183,7 @@ def publish(plan: Plan, p: int, host: str, port: int, go: Any, results: Any,
             with lock:
                 if info.mid in early:
                     early.discard(info.mid)
-                    acked()
+                    count_ack()
                 else:
                     pending[info.mid] = i
             sent += 1
@@ -194,8 +194,8 @@ def publish(plan: Plan, p: int, host: str, port: int, go: Any, results: Any,
             time.sleep(0.005)
         with lock:
             unacked = sorted(pending.values())
-            acked, last_ack = state["acked"], state["last_ack"]
-        results.put(("done", p, {"sent": sent, "acked": acked, "unacked": unacked,
+            n_acked, last_ack = state["acked"], state["last_ack"]
+        results.put(("done", p, {"sent": sent, "acked": n_acked, "unacked": unacked,
                                  "first": first, "last_ack": last_ack,
                                  "cpu_s": time.process_time() - cpu0}))
     finally:
