@@ -221,13 +221,29 @@ def machine() -> dict[str, Any]:
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The checked-out commit, and whether the measured code differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10, check=False).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "protocol", "gateway",
+                    "drone_agent", "hw_sim", "presacop", "bench")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
 
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['date']}  nproc={info['nproc']}  cpu={info['cpu_model']}  "
             f"mem={info['mem_total_gib']} GiB (avail {info['mem_available_gib']})  "
-            f"load(1m)={info['loadavg_1m']}  python {info['python']}")
+            f"load(1m)={info['loadavg_1m']}  python {info['python']}  code {info['commit']}")
 
 
 class Alarm:
