@@ -9,6 +9,7 @@ The configuration reference is docs/gateway.md.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr (the journal): for diagnosing a
+    # wedged gateway without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return gateway.run()
 
 

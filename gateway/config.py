@@ -109,7 +109,7 @@ class MqttConfig:
     receive_maximum: int = field(
         1000,
         doc="MQTT 5 Receive Maximum: unacknowledged messages the broker may have in flight to "
-        "this gateway. Bounds memory, and is the backpressure when Kafka is slow or down.",
+        "this gateway (backpressure when Kafka is slow or down; see limits.max_in_flight).",
         check=_between(1, 65535),
     )
     keepalive_s: int = field(30, doc="MQTT keepalive.", check=_between(5, 65535))
@@ -191,6 +191,13 @@ class KafkaConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LimitsConfig:
+    max_in_flight: int = field(
+        1000,
+        doc="Messages the gateway holds at most (received, not yet acknowledged by Kafka); at "
+        "the limit it stops reading from the broker. Enforced by the gateway itself because "
+        "Mosquitto 2.0.11 overshoots the Receive Maximum; keep mqtt.receive_maximum <= this.",
+        check=_between(1, 1_000_000),
+    )
     dedupe_window: int = field(
         4096,
         doc="Per drone, how many sequence numbers below the highest seen are remembered to drop "
@@ -264,6 +271,9 @@ def _cross_check(cfg: GatewayConfig) -> tuple[str, str] | None:
          f"required with security_protocol {k.security_protocol}"),
         (len(set(k.topics.all())) != 4, "kafka.topics", "the four topics must be distinct"),
         (lim.retry_max_s < lim.retry_min_s, "limits.retry_max_s", "must be >= limits.retry_min_s"),
+        (m.receive_maximum > lim.max_in_flight, "mqtt.receive_maximum",
+         "must be <= limits.max_in_flight (else the broker legitimately sends more than the "
+         "gateway will hold, and intake keeps pausing)"),
     ]
     for broken, key, reason in rules:
         if broken:

@@ -56,6 +56,8 @@ class _Item:
     record: OutRecord = field(compare=False)
     callback: Callback = field(compare=False)
     attempts: int = field(default=0, compare=False)
+    token: int = field(default=0, compare=False)  # which send attempt a callback belongs to
+    sent_at: float = field(default=0.0, compare=False)
 
 
 class KafkaSink:
@@ -75,6 +77,11 @@ class KafkaSink:
         self._heap: list[_Item] = []
         self._order = itertools.count()
         self._outstanding = 0  # submitted and not yet reported through a callback
+        self._in_producer: dict[int, _Item] = {}  # send token -> item handed to the producer
+        self._tokens = itertools.count(1)
+        self._last_retry_log = 0.0
+        p = cfg.producer
+        self._stall_s = 2 * (p.delivery_timeout_ms + p.max_block_ms) / 1000 + 5
         self._stopping = False
         self._up = False
         self._producer: Any = None
@@ -92,7 +99,13 @@ class KafkaSink:
 
     @property
     def outstanding(self) -> int:
+        """Records submitted and not yet reported."""
         return self._outstanding
+
+    @property
+    def waiting(self) -> int:
+        """Records waiting to be (re)sent: not handed to the producer yet."""
+        return len(self._heap)
 
     def start(self) -> None:
         self._thread.start()
@@ -126,7 +139,7 @@ class KafkaSink:
         self._health.join(timeout)
         producer, self._producer = self._producer, None
         if producer is not None:
-            producer.close(timeout=timeout)
+            _close_quietly(producer, timeout)
 
     # -- the producing thread --------------------------------------------------------------
 
@@ -138,9 +151,32 @@ class KafkaSink:
                     self._sleep(backoff.next())
                     continue
                 backoff.reset()
+            if self._check_stalled():
+                continue
             item = self._next_due()
             if item is not None:
                 self._send(item)
+
+    def _check_stalled(self) -> bool:
+        """Never trust a future to resolve: a record whose send has had no outcome long after
+        `delivery_timeout_ms` means a wedged producer (seen with kafka-python 3.0 after a broker
+        restart). Rebuild the producer and send those records again; late callbacks of the old
+        attempts are ignored (their token is stale), so each record still ends exactly once."""
+        now = time.monotonic()
+        with self._cond:
+            stalled = [i for i in self._in_producer.values() if now - i.sent_at > self._stall_s]
+            if not stalled:
+                return False
+            items = list(self._in_producer.values())
+            self._in_producer.clear()
+            for item in items:
+                item.token = 0
+                item.due = now
+                heapq.heappush(self._heap, item)
+        log.error("kafka producer wedged: no outcome for %d record(s) after %.0f s; rebuilding it",
+                  len(stalled), self._stall_s, extra={"requeued": len(items)})
+        self._drop_producer()
+        return True
 
     def _connect(self) -> bool:
         from kafka.errors import KafkaError
@@ -160,13 +196,15 @@ class KafkaSink:
         return True
 
     def _next_due(self) -> _Item | None:
+        """The next record to send, or None after a short wait (so `_run` can check stalls)."""
         with self._cond:
-            while not self._stopping:
-                now = time.monotonic()
-                if self._heap and self._heap[0].due <= now:
-                    return heapq.heappop(self._heap)
+            now = time.monotonic()
+            if not self._heap or self._heap[0].due > now:
                 wait = self._heap[0].due - now if self._heap else 0.5
                 self._cond.wait(min(wait, 0.5))
+                now = time.monotonic()
+            if self._heap and self._heap[0].due <= now and not self._stopping:
+                return heapq.heappop(self._heap)
         return None
 
     def _send(self, item: _Item) -> None:
@@ -187,14 +225,26 @@ class KafkaSink:
             self._retry(item, exc)
             self._drop_producer()
             return
-        future.add_callback(lambda _meta: self._acked(item))
-        future.add_errback(lambda exc: self._failed(item, exc))
+        with self._cond:
+            token = item.token = next(self._tokens)
+            item.sent_at = time.monotonic()
+            self._in_producer[token] = item
+        future.add_callback(lambda _meta: self._acked(item, token))
+        future.add_errback(lambda exc: self._failed(item, token, exc))
 
-    def _acked(self, item: _Item) -> None:
-        self._set_up(True)
-        self._report(item, None)
+    def _settle(self, item: _Item, token: int) -> bool:
+        """Claim the outcome of send attempt `token`; False if that attempt was abandoned."""
+        with self._cond:
+            return self._in_producer.pop(token, None) is item
 
-    def _failed(self, item: _Item, exc: BaseException) -> None:
+    def _acked(self, item: _Item, token: int) -> None:
+        if self._settle(item, token):
+            self._set_up(True)
+            self._report(item, None)
+
+    def _failed(self, item: _Item, token: int, exc: BaseException) -> None:
+        if not self._settle(item, token):
+            return
         if _permanent(exc):
             self._report(item, RecordRejected(f"{type(exc).__name__}: {exc}"))
             return
@@ -204,9 +254,12 @@ class KafkaSink:
     def _retry(self, item: _Item, exc: BaseException) -> None:
         item.attempts += 1
         delay = Backoff.delay(self._retry_min_s, self._retry_max_s, item.attempts)
-        if item.attempts == 1 or item.attempts % 10 == 0:
+        now = time.monotonic()
+        if now - self._last_retry_log >= 5.0:  # one line per 5 s, not one per record
+            self._last_retry_log = now
             log.warning("produce failed, retrying: %s", exc,
-                        extra={"topic": item.record.topic, "attempts": item.attempts})
+                        extra={"topic": item.record.topic, "attempts": item.attempts,
+                               "outstanding": self._outstanding})
         self._on_retry()
         with self._cond:
             item.due = time.monotonic() + delay
@@ -226,10 +279,7 @@ class KafkaSink:
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=1)
-            except Exception:
-                log.debug("closing a failed producer", exc_info=True)
+            _close_quietly(producer, 1.0)
 
     def _sleep(self, seconds: float) -> None:
         self._stop_event.wait(seconds)
@@ -320,11 +370,15 @@ class KafkaSink:
             _close_quietly(admin)
 
 
-def _close_quietly(client: Any) -> None:
+def _close_quietly(client: Any, timeout: float | None = None) -> None:
+    """Close a kafka-python client; closing one that lost its broker may raise (timeouts)."""
     try:
-        client.close()
+        if timeout is None:
+            client.close()
+        else:
+            client.close(timeout=timeout)
     except Exception:
-        log.debug("closing a kafka admin client", exc_info=True)
+        log.debug("closing a kafka client", exc_info=True)
 
 
 def _permanent(exc: BaseException) -> bool:

@@ -56,13 +56,23 @@ class GatewayMetrics:
         self.ignored_draining = Counter(
             p + "messages_ignored_draining",
             "Messages received while draining, left unacknowledged for redelivery", registry=r)
+        self.deferred = Counter(
+            p + "messages_deferred",
+            "Messages read while full during a long stall: not acknowledged, received again "
+            "after a reconnect", registry=r)
         self.mqtt_connects = Counter(p + "mqtt_connects", "Successful MQTT connections",
                                      registry=r)
-        self.in_flight = Gauge(p + "in_flight", "MQTT messages received and not yet acknowledged",
-                               registry=r)
+        self.in_flight = Gauge(p + "in_flight", "Messages held: received and not yet all "
+                               "acknowledged by Kafka (<= limits.max_in_flight)", registry=r)
+        self.intake_paused = Gauge(p + "intake_paused", "1 while the in-flight limit stops "
+                                   "reading from the broker", registry=r)
         self.in_flight_max = Gauge(p + "in_flight_max", "Highest in_flight seen", registry=r)
         self.receive_maximum = Gauge(p + "receive_maximum", "Configured MQTT Receive Maximum",
                                      registry=r)
+        self.kafka_outstanding = Gauge(p + "kafka_records_outstanding", "Records given to the "
+                                       "Kafka side and not yet acknowledged", registry=r)
+        self.kafka_waiting = Gauge(p + "kafka_records_waiting", "Records waiting for a (re)send",
+                                   registry=r)
         self.kafka_up = Gauge(p + "kafka_up", "1 when Kafka is reachable", registry=r)
         self.mqtt_connected = Gauge(p + "mqtt_connected", "1 when connected and subscribed",
                                     registry=r)

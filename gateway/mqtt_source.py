@@ -8,9 +8,17 @@ whichever thread queues a packet) and lets the acks be checked against the conne
 belong to.
 
 Connection: MQTT 5, `clean_start=False` with a session expiry, so the broker keeps our shared
-subscription and queues QoS 1 messages while we are away; a Receive Maximum on CONNECT bounds
-how many unacknowledged messages the broker sends us (memory bound and backpressure). Reconnects
-use jittered exponential backoff, also when the broker is down at start.
+subscription and queues QoS 1 messages while we are away. Reconnects use jittered exponential
+backoff, also when the broker is down at start.
+
+Flow control: a Receive Maximum on CONNECT asks the broker to keep at most that many
+unacknowledged messages in flight to us. Mosquitto 2.0.11 does not hold to it once PUBACKs flow
+(measured: 3249 unacknowledged with Receive Maximum 50), so the gateway also enforces its own
+limit: `room()` says how many more messages it can hold, and when it is 0 this thread stops
+reading PUBLISHes from the socket (TCP backpressure) while still sending acks. A stall longer than
+half a keepalive (Kafka down) would starve paho's keepalive, so then it reads again but defers
+PUBLISHes (not held, not acknowledged) and reconnects once there is room, which makes the broker
+redeliver them. Memory stays bounded by the limit either way.
 
 Why acks carry a connection generation: a packet id only means something within the session that
 issued it. An ack computed for a delivery of an earlier connection is dropped, not sent: after a
@@ -56,8 +64,19 @@ class MqttSource:
 
     def __init__(self, cfg: MqttConfig, client_id: str, on_delivery: Callable[[Delivery], None],
                  *, on_state: Callable[[bool], None] | None = None,
-                 on_stale_ack: Callable[[], None] | None = None) -> None:
+                 on_stale_ack: Callable[[], None] | None = None,
+                 room: Callable[[], int] | None = None, limit: int = 1000,
+                 on_pause: Callable[[bool], None] | None = None,
+                 on_defer: Callable[[], None] | None = None) -> None:
         self._cfg = cfg
+        self._room = room or (lambda: limit)
+        self._limit = limit
+        self._full_since: float | None = None
+        self._deferred = 0  # PUBLISHes read while full: not acknowledged, redelivered later
+        self._leaving = False  # we are closing this connection on purpose
+        self._on_pause = on_pause or (lambda paused: None)
+        self._on_defer = on_defer or (lambda: None)
+        self._paused = False
         self.client_id = client_id
         self._on_delivery = on_delivery
         self._on_state = on_state or (lambda connected: None)
@@ -131,11 +150,18 @@ class MqttSource:
         from paho.mqtt.client import MQTTErrorCode
 
         started = time.monotonic()
+        self._leaving = False
+        self._full_since = None
+        self._deferred = 0
         while not self._stop.is_set():
-            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # paho reads one packet per loop(); under load, read the rest of what is there.
-                rc = self._client.loop_read(max_packets=_READ_BURST)
+            room = self._room()
+            if self._hold_back(room):
+                rc = self._idle_without_reading()
+            else:
+                rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)  # reads at most one packet
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and room > 1:
+                    # Under load, read more of what is there, never beyond the room we have.
+                    rc = self._client.loop_read(max_packets=min(_READ_BURST, room - 1))
             self._send_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("mqtt connection lost (%s)", rc.name if hasattr(rc, "name") else rc)
@@ -144,10 +170,54 @@ class MqttSource:
             if self._connack_at is None and waited > self._cfg.connect_timeout_s:
                 log.warning("mqtt: no CONNACK within %.1f s", self._cfg.connect_timeout_s)
                 break
+            if self._deferred and self._room() >= max(1, self._limit // 2):
+                # Deferred messages come back only as redeliveries on a new connection.
+                log.info("reconnecting to receive %d deferred message(s)", self._deferred)
+                self._leaving = True
+                self._disconnect_cleanly()
+                break
         else:
             self._disconnect_cleanly()
         self._lost()
         return self._connack_at is not None
+
+    def _hold_back(self, room: int) -> bool:
+        """Whether to leave incoming PUBLISHes in the socket this pass.
+
+        When full, stop reading (TCP backpressure). Past half a keepalive, keep reading so
+        PINGRESPs get through (else paho drops the connection), deferring PUBLISHes instead."""
+        full = room <= 0 and self._connack_at is not None
+        if not full:
+            self._full_since = None
+            self._set_paused(False)
+            return False
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        hold = now - self._full_since < self._cfg.keepalive_s / 2
+        self._set_paused(True)
+        return hold
+
+    def _idle_without_reading(self) -> Any:
+        """Full: leave PUBLISHes in the socket (TCP backpressure) but keep sending acks and
+        keepalives. A pause longer than about two keepalives ends in paho closing the
+        connection; the broker then redelivers what we had not acknowledged."""
+        from paho.mqtt.client import MQTTErrorCode
+
+        self._send_acks()
+        rc = self._client.loop_write() if self._client.want_write() else \
+            MQTTErrorCode.MQTT_ERR_SUCCESS
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = self._client.loop_misc()
+        self._stop.wait(_LOOP_TIMEOUT_S)
+        return rc
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self._paused:
+            self._paused = paused
+            log.log(logging.INFO if paused else logging.DEBUG,
+                    "intake paused: in-flight limit reached" if paused else "intake resumed")
+            self._on_pause(paused)
 
     def _send_acks(self) -> None:
         while self._acks:
@@ -222,13 +292,19 @@ class MqttSource:
 
     def _on_disconnect(self, _client: object, _userdata: object, _flags: object, reason: object,
                        _props: object) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or self._leaving:
             log.info("mqtt disconnected: %s", reason)
         elif self._subscribed.is_set():
             log.warning("mqtt disconnected: %s", reason)
         self._lost()
 
     def _on_message(self, _client: object, _userdata: object, message: Any) -> None:
+        if message.qos > 0 and self._room() <= 0:
+            # Read only to keep the connection alive while full (see _hold_back): not taken,
+            # not acknowledged; the broker redelivers it after the reconnect in _serve.
+            self._deferred += 1
+            self._on_defer()
+            return
         try:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:

@@ -68,8 +68,9 @@ class Gateway:
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones)
-        self._in_flight = 0
+        self._in_flight = 0  # messages held: received, not yet done (see `_room`)
         self._in_flight_max = 0
+        self._max_in_flight = config.limits.max_in_flight
         self._draining = False
         self._stop_requested = False  # a plain flag: set from signal handlers
         self._stopped = threading.Event()
@@ -84,13 +85,23 @@ class Gateway:
                                 retry_max_s=config.limits.retry_max_s,
                                 on_state=lambda up: self.metrics.kafka_up.set(int(up)),
                                 on_retry=self.metrics.produce_retries.inc)
+        self.metrics.kafka_outstanding.set_function(lambda: self._kafka.outstanding)
+        self.metrics.kafka_waiting.set_function(lambda: self._kafka.waiting)
         self._mqtt = MqttSource(config.mqtt, self.gateway_id, self._on_delivery,
-                                on_state=lambda c: self.metrics.mqtt_connected.set(int(c)),
-                                on_stale_ack=self.metrics.stale_acks.inc)
+                                on_state=self._mqtt_state,
+                                on_stale_ack=self.metrics.stale_acks.inc,
+                                room=self._room, limit=config.limits.max_in_flight,
+                                on_pause=lambda p: self.metrics.intake_paused.set(int(p)),
+                                on_defer=self.metrics.deferred.inc)
         self._server: MetricsServer | None = None
         if config.metrics.address:
             self._server = MetricsServer(config.metrics.address, self.metrics.registry,
                                          self.health)
+
+    def _mqtt_state(self, subscribed: bool) -> None:
+        if subscribed:
+            self.metrics.mqtt_connects.inc()
+        self.metrics.mqtt_connected.set(int(subscribed))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -201,11 +212,10 @@ class Gateway:
                 # Not acknowledged: the broker keeps it in our session and redelivers it.
                 self.metrics.ignored_draining.inc()
                 return
-            if d.qos > 0:
-                self._in_flight += 1
-                self._in_flight_max = max(self._in_flight_max, self._in_flight)
             pending = self._admit(routed, d.payload, receipt, ack)
             if pending is not None:
+                self._in_flight += 1
+                self._in_flight_max = max(self._in_flight_max, self._in_flight)
                 for record in routed.records:
                     self._submit(pending, record)
         self.metrics.in_flight.set(self._in_flight)
@@ -238,11 +248,14 @@ class Gateway:
         self._kafka.submit(record, lambda outcome: self._record_done(pending, record, outcome))
 
     def _ack_now(self, ack: tuple[int, int, int]) -> None:
-        """Acknowledge without producing (caller holds the lock)."""
+        """Hand an acknowledgement to the MQTT thread (caller holds the lock)."""
         if ack[2] > 0:
-            self._in_flight -= 1
             self.metrics.acked.inc()
         self._mqtt.ack(*ack)
+
+    def _room(self) -> int:
+        """How many more messages the gateway may take (read by the MQTT thread)."""
+        return self._max_in_flight - self._in_flight
 
     # -- Kafka I/O thread ----------------------------------------------------------------------
 
@@ -262,6 +275,7 @@ class Gateway:
                 return
             if pending.routed.message_id is not None:
                 self._pending.pop(pending.routed.message_id, None)
+            self._in_flight -= 1
             for ack in pending.acks:
                 self._ack_now(ack)
         self.metrics.in_flight.set(self._in_flight)

@@ -172,7 +172,7 @@ def read_ids(bootstrap: str, topic: str, expected: set[str], timeout: float = 12
 
 def config_toml(mqtt_port: int, bootstrap: str, *, topics: dict[str, str], client_id: str,
                 metrics_port: int, share_group: str = "presacop-gateway",
-                extra: str = "") -> str:
+                mqtt_extra: str = "", extra: str = "", log_level: str = "INFO") -> str:
     topic_lines = "\n".join(f'{k} = "{v}"' for k, v in topics.items())
     return f"""
 [mqtt]
@@ -182,6 +182,7 @@ client_id = "{client_id}"
 share_group = "{share_group}"
 reconnect_min_s = 0.2
 reconnect_max_s = 2.0
+{mqtt_extra}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -196,7 +197,7 @@ address = "127.0.0.1:{metrics_port}"
 
 [log]
 format = "json"
-level = "INFO"
+level = "{log_level}"
 {extra}
 """
 
@@ -306,12 +307,13 @@ class GatewayProc:
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
-    """factory(mqtt_port, bootstrap, topics, client_id=..., share_group=..., extra=..., env=...)
+    """factory(mqtt_port, bootstrap, topics, client_id=, share_group=, mqtt_extra=, extra=, env=)
     -> a configured (not started) GatewayProc; every one is stopped at teardown."""
     made: list[GatewayProc] = []
 
     def make(mqtt_port: int, bootstrap: str, topics: dict[str, str], *,
              client_id: str | None = None, share_group: str | None = None, extra: str = "",
+             mqtt_extra: str = "", log_level: str = "INFO",
              env: dict[str, str] | None = None) -> GatewayProc:
         n = len(made)
         metrics_port = free_port()
@@ -319,7 +321,8 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         client_id = client_id or unique("gw-")
         path.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
                                     metrics_port=metrics_port,
-                                    share_group=share_group or unique("grp-"), extra=extra))
+                                    share_group=share_group or unique("grp-"),
+                                    mqtt_extra=mqtt_extra, extra=extra, log_level=log_level))
         gw = GatewayProc(path, metrics_port, tmp_path / f"gateway-{n}.log", mqtt_port,
                          client_id, env=env or {})
         made.append(gw)

@@ -106,10 +106,8 @@ def test_bad_payloads_and_forged_topics_go_to_dead_letter(stack, gateway_factory
     drone = unique("bad-")
     # A filter that also takes deeper topics, so forged extra levels reach the gateway.
     gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics,
-                         extra='[limits]\ndeadletter_max_bytes = 100\n')
-    gw.config_path.write_text(gw.config_path.read_text().replace(
-        'share_group =', 'subscription = "presacop/v1/drones/#"\nshare_group ='))
-    gw.start()
+                         mqtt_extra='subscription = "presacop/v1/drones/#"',
+                         extra="[limits]\ndeadletter_max_bytes = 100\n").start()
     gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     battery = _battery(drone)

@@ -1,0 +1,132 @@
+"""Broker faults with private real brokers: Kafka stopped under load, the MQTT broker down at
+start and restarted mid-stream. Nothing is lost; memory and in-flight stay bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+from gateway_testlib import (
+    metric,
+    read_ids,
+    telemetry,
+    topic_names,
+    unique,
+    wait_for,
+)
+
+from presacop.stack import free_port
+
+RECEIVE_MAXIMUM = 200
+# Generous: the gateway idles at ~60 MB; what matters is that it does not grow with the backlog.
+RSS_LIMIT_BYTES = 400 * 1024 * 1024
+
+
+def test_kafka_outage_under_load_loses_nothing_and_stays_bounded(
+        stack, kafka_factory, gateway_factory, publisher_factory):
+    kafka = kafka_factory()
+    topics = topic_names(unique("outage"))
+    gw = gateway_factory(stack.mqtt_port, kafka.bootstrap, topics, extra=f"""
+[kafka.producer]
+request_timeout_ms = 2000
+delivery_timeout_ms = 4000
+max_block_ms = 1000
+[limits]
+max_in_flight = {RECEIVE_MAXIMUM}
+""", mqtt_extra=f"receive_maximum = {RECEIVE_MAXIMUM}", log_level="DEBUG").start()
+    gw.wait_ready()
+    drone = unique("outage-")
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    total = 6000
+    sent = {f"{drone}:{s}" for s in range(total)}
+    done_publishing = threading.Event()
+
+    def publish() -> None:
+        for seq in range(total):
+            pub.send(telemetry(drone, seq))
+            if seq % 100 == 99:
+                time.sleep(0.05)  # ~ a steady stream across the outage
+        done_publishing.set()
+
+    thread = threading.Thread(target=publish, name="test-publisher")
+    thread.start()
+    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 500, 120,
+             "forwarding to start")
+    kafka.stop()
+    proc = psutil.Process(gw.pid)
+    rss_max = 0
+    in_flight_max = 0.0
+    saw_down = saw_503 = False
+    outage_end = time.monotonic() + 20
+    while time.monotonic() < outage_end:
+        samples = gw.metrics()
+        in_flight_max = max(in_flight_max, metric(samples, "presacop_gateway_in_flight"))
+        saw_down = saw_down or metric(samples, "presacop_gateway_kafka_up") == 0
+        saw_503 = saw_503 or gw.health()[0] == 503
+        rss_max = max(rss_max, proc.memory_info().rss)
+        time.sleep(0.5)
+    acked_during = metric(gw.metrics(), "presacop_gateway_messages_acked_total")
+    kafka.start()
+    thread.join(180)
+    pub.flush()
+
+    ids = read_ids(kafka.bootstrap, topics["telemetry"], sent, timeout=240)
+    missing = sent - set(ids)
+    dups = len(ids) - len(set(ids))
+    samples = gw.metrics()
+    print(f"kafka outage: {total} sent, {len(missing)} missing, {dups} duplicates, "
+          f"rss max {rss_max / 2**20:.0f} MiB, in-flight max {in_flight_max:.0f}, "
+          f"retries {metric(samples, 'presacop_gateway_produce_retries_total'):.0f}")
+    if missing:
+        os.kill(gw.pid, signal.SIGUSR1)  # thread stacks into the log, for the report below
+        time.sleep(1)
+    assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{gw.log_tail(80)}"
+    assert saw_down and saw_503, "kafka_up and /healthz should report the outage"
+    assert acked_during < total, "nothing should be acknowledged without Kafka"
+    assert in_flight_max <= RECEIVE_MAXIMUM
+    assert metric(samples, "presacop_gateway_in_flight_max") <= RECEIVE_MAXIMUM
+    assert rss_max < RSS_LIMIT_BYTES, f"RSS {rss_max / 2**20:.0f} MiB"
+    assert metric(samples, "presacop_gateway_kafka_up") == 1
+    assert gw.alive()
+
+
+def test_mqtt_broker_down_at_start_then_restarted(stack, mosquitto_factory, gateway_factory,
+                                                  publisher_factory):
+    port = free_port()
+    topics = topic_names(unique("mqttdown"))
+    gw = gateway_factory(port, stack.kafka_bootstrap, topics).start()
+    wait_for(lambda: _health(gw) is not None, 60, "the metrics endpoint")
+    code, body = gw.health()
+    assert code == 503 and body["mqtt_connected"] is False
+    time.sleep(2)  # a few failed connection attempts
+    assert gw.alive()
+
+    broker = mosquitto_factory(port=port)
+    gw.wait_ready()
+    drone = unique("mqttdown-")
+    pub = publisher_factory("127.0.0.1", port)
+    first = {pub.send(telemetry(drone, s)) for s in range(500)}
+    pub.flush()
+    pub.close()
+    broker.stop()  # graceful: the broker saves sessions and queued messages
+    time.sleep(1)
+    assert gw.health()[1]["mqtt_connected"] is False
+    broker.start()
+    gw.wait_ready()
+    pub2 = publisher_factory("127.0.0.1", port)
+    second = {pub2.send(telemetry(drone, s)) for s in range(500, 1000)}
+    pub2.flush()
+
+    ids = read_ids(stack.kafka_bootstrap, topics["telemetry"], first | second)
+    assert set(ids) == first | second
+    assert metric(gw.metrics(), "presacop_gateway_mqtt_connects_total") >= 2
+
+
+def _health(gw) -> int | None:
+    try:
+        return gw.health()[0]
+    except OSError:
+        return None
