@@ -306,10 +306,13 @@ class MqttSource:
         self._generation += 1
         log.info("mqtt connected", extra={"session_present": flags.session_present,
                                            "client_id": self.client_id})
-        # Subscribing again on a resumed session is harmless and covers a broker that lost it.
+        # Subscribing again on a resumed session covers a broker that lost it. Retain handling 1:
+        # Mosquitto 2.0.11 sends stored retained messages (the drones' last status) even to a
+        # shared subscription; only when the subscription is new, so a reconnect does not replay
+        # every drone's retained status.
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
-        client.subscribe(self.subscription, options=SubscribeOptions(qos=1))
+        client.subscribe(self.subscription, options=SubscribeOptions(qos=1, retainHandling=1))
 
     def _on_subscribe(self, _client: object, _userdata: object, _mid: int, reasons: list[object],
                       _props: object) -> None:

@@ -187,3 +187,29 @@ def test_duplicate_publish_is_dropped(stack, gateway_factory, publisher_factory)
     ids = read_ids(stack.kafka_bootstrap, topics["telemetry"], {f"{drone}:7", f"{drone}:8"})
     assert sorted(ids) == [f"{drone}:7", f"{drone}:8"]
     assert metric(gw.metrics(), "presacop_gateway_duplicates_dropped_total") == 2
+
+
+def test_retained_status_is_forwarded_once(stack, gateway_factory, publisher_factory):
+    topics = topic_names(unique("ret"))
+    drone = unique("ret-")
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    retained = status(drone, 1, online=True)
+    pub.publish(mqtt_topic(retained), protocol.encode(retained), retain=True)
+    pub.flush()
+    try:
+        gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
+        gw.wait_ready()
+        first = read_topic(stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: rs)
+        assert [r.value["message_id"] for r in first] == [f"{drone}:1"]
+        assert first[0].value["retained"] is True  # the broker's stored copy, not a live publish
+        # A restart resumes the subscription: the retained status is not replayed.
+        assert gw.terminate() == 0
+        gw.start()
+        gw.wait_ready()
+        marker = pub.send(telemetry(drone, 2))
+        pub.flush()
+        ids = read_ids(stack.kafka_bootstrap, topics["telemetry"], {marker})
+        assert sorted(ids) == [f"{drone}:1", marker]
+    finally:
+        pub.publish(mqtt_topic(retained), b"", retain=True)  # clear it for later tests
+        pub.flush()
