@@ -20,6 +20,10 @@ from types import FrameType
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", default=None,
                         help="TOML config file (default: built-in defaults for the local stack)")
+    parser.add_argument("--retire", action="store_true",
+                        help="leave the share group for good: take no new messages, forward "
+                        "those still queued for this client id, end its session, exit 0 (stop "
+                        "the running gateway with this client id first)")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the config, print the effective values as JSON, exit 0 "
                         "(or 2 naming the bad key)")
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from .service import Gateway
 
     logs.setup(config.log.format, config.log.level)
-    gateway = Gateway(config)
+    gateway = Gateway(config, retire=args.retire)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("gateway").info("signal %s: draining", signal.Signals(signum).name)

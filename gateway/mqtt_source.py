@@ -68,7 +68,7 @@ class MqttSource:
                  on_stale_ack: Callable[[], None] | None = None,
                  room: Callable[[], int] | None = None, limit: int = 1000,
                  on_pause: Callable[[bool], None] | None = None,
-                 on_defer: Callable[[], None] | None = None) -> None:
+                 on_defer: Callable[[], None] | None = None, retire: bool = False) -> None:
         self._cfg = cfg
         self._room = room or (lambda: limit)
         self._limit = limit
@@ -76,6 +76,10 @@ class MqttSource:
         self._deferred = 0  # PUBLISHes read while full: not acknowledged, redelivered later
         self._leaving = False  # we are closing this connection on purpose
         self._sync_mid: int | None = None
+        self._retire = retire
+        self._retire_mid: int | None = None
+        self._end_session = False
+        self._last_delivery = time.monotonic()
         self._on_pause = on_pause or (lambda paused: None)
         self._on_defer = on_defer or (lambda: None)
         self._paused = False
@@ -111,11 +115,17 @@ class MqttSource:
     def pending_acks(self) -> int:
         return len(self._acks)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Send the acks already handed over, disconnect cleanly (the session stays on the
-        broker for `session_expiry_s`) and join the thread."""
+    def stop(self, timeout: float = 5.0, *, end_session: bool = False) -> None:
+        """Send the acks already handed over, disconnect cleanly and join the thread. The
+        session stays on the broker for `session_expiry_s`, unless `end_session` (retiring)."""
+        self._end_session = end_session
         self._stop.set()
         self._thread.join(timeout)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last PUBLISH arrived (or since connecting)."""
+        return time.monotonic() - self._last_delivery
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -231,10 +241,18 @@ class MqttSource:
             self._client.ack(mid, qos)
 
     def _disconnect_cleanly(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         self._send_acks()
         self._sync_with_broker()
+        props = None
+        if self._end_session and self._stop.is_set():
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # the broker deletes the session now
+            log.info("ending the MQTT session", extra={"client_id": self.client_id})
         try:
-            self._client.disconnect()
+            self._client.disconnect(properties=props)
             # Let the DISCONNECT (and the last PUBACKs queued before it) reach the socket.
             deadline = time.monotonic() + 2.0
             while self._client.want_write() and time.monotonic() < deadline:
@@ -269,6 +287,11 @@ class MqttSource:
                         _props: object) -> None:
         if mid == self._sync_mid:
             self._sync_mid = None
+        elif mid == self._retire_mid:
+            log.info("mqtt: left the share group, draining this session",
+                     extra={"subscription": self.subscription})
+            self._subscribed.set()
+            self._on_state(True)
 
     def _lost(self) -> None:
         self._subscribed.clear()
@@ -302,7 +325,7 @@ class MqttSource:
         if getattr(reason, "is_failure", False):
             log.error("mqtt connection refused: %s", reason)
             return
-        self._connack_at = time.monotonic()
+        self._connack_at = self._last_delivery = time.monotonic()
         self._generation += 1
         log.info("mqtt connected", extra={"session_present": flags.session_present,
                                            "client_id": self.client_id})
@@ -312,6 +335,11 @@ class MqttSource:
         # every drone's retained status.
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
+        if self._retire:
+            # Leave the share group: the broker stops dealing us new messages but still
+            # delivers what it queued for this session (verified with Mosquitto 2.0.11).
+            self._retire_mid = client.unsubscribe(self.subscription)[1]
+            return
         client.subscribe(self.subscription, options=SubscribeOptions(qos=1, retainHandling=1))
 
     def _on_subscribe(self, _client: object, _userdata: object, _mid: int, reasons: list[object],
@@ -344,6 +372,7 @@ class MqttSource:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:
             topic = bytes(message._topic)  # paho keeps the raw bytes only privately
+        self._last_delivery = time.monotonic()
         delivery = Delivery(topic=topic, payload=bytes(message.payload), qos=message.qos,
                             retain=bool(message.retain), dup=bool(message.dup), mid=message.mid,
                             generation=self._generation)

@@ -39,6 +39,7 @@ from .systemd import Notifier
 log = logging.getLogger("gateway")
 
 KAFKA_REJECTED = "kafka_rejected"  # dead-letter reason: Kafka refused the record for good
+RETIRE_IDLE_S = 5.0  # retire mode: a session with no delivery for this long is drained
 
 
 @dataclass
@@ -59,8 +60,10 @@ class Gateway:
     the process exit code.
     """
 
-    def __init__(self, config: GatewayConfig, *, notifier: Notifier | None = None) -> None:
+    def __init__(self, config: GatewayConfig, *, notifier: Notifier | None = None,
+                 retire: bool = False) -> None:
         self.config = config
+        self._retire = retire
         self.gateway_id = config.mqtt.effective_client_id()
         self.metrics = GatewayMetrics()
         self.metrics.receive_maximum.set(config.mqtt.receive_maximum)
@@ -92,7 +95,7 @@ class Gateway:
                                 on_stale_ack=self.metrics.stale_acks.inc,
                                 room=self._room, limit=config.limits.max_in_flight,
                                 on_pause=lambda p: self.metrics.intake_paused.set(int(p)),
-                                on_defer=self.metrics.deferred.inc)
+                                on_defer=self.metrics.deferred.inc, retire=retire)
         self._server: MetricsServer | None = None
         if config.metrics.address:
             self._server = MetricsServer(config.metrics.address, self.metrics.registry,
@@ -152,6 +155,9 @@ class Gateway:
                 self._notifier.ready(f"forwarding as {self.gateway_id}")
                 log.info("gateway ready", extra={"metrics": self.metrics_address})
                 notified_ready = True
+            if self._retire and notified_ready and self._retired():
+                log.info("retire: session drained")
+                break
             if time.monotonic() >= next_watchdog:
                 # From this loop, so a wedged main thread stops the pings and systemd restarts us.
                 self._notifier.watchdog()
@@ -160,6 +166,11 @@ class Gateway:
         self._notifier.stopping("draining")
         self.stop()
         return 0
+
+    def _retired(self) -> bool:
+        """Retire mode: nothing arrived for a while and everything taken is done."""
+        return (self._mqtt.idle_s > RETIRE_IDLE_S and self._in_flight == 0
+                and self._kafka.outstanding == 0)
 
     def stop(self) -> None:
         """Stop taking messages, wait (bounded) for in-flight Kafka acks, send their MQTT acks,
@@ -173,7 +184,9 @@ class Gateway:
         left = len(self._pending)
         log.info("drained" if drained else "drain timed out; unacknowledged messages will be "
                  "redelivered", extra={"pending": left})
-        self._mqtt.stop()  # sends the acks handed over so far, then DISCONNECT
+        # Sends the acks handed over so far, then DISCONNECT (ending the session when retiring
+        # and everything was drained: a message still held would otherwise be lost with it).
+        self._mqtt.stop(end_session=self._retire and drained and self._in_flight == 0)
         self._kafka.stop()
         if self._server:
             self._server.stop()

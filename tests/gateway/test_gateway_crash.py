@@ -7,11 +7,13 @@ process is redelivered to a gateway with an empty dedupe window); they are count
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections import Counter
 
 from gateway_testlib import (
+    PRESACOP,
     Publisher,
     metric,
     read_topic,
@@ -106,3 +108,36 @@ def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher
     dups = sum(n - 1 for n in counts.values())
     print(f"two gateways: {dict(by_gateway)}, {dups} duplicates")
     assert held, "expected A's share to wait for A (Mosquitto 2.0.11 behaviour, see docs)"
+
+
+def test_retire_drains_a_dead_members_share_and_leaves_the_group(stack, gateway_factory,
+                                                                 publisher_factory):
+    topics = topic_names(unique("retire"))
+    group = unique("retire-")
+    a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
+                        client_id=unique("gwA-")).start()
+    b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
+                        client_id=unique("gwB-")).start()
+    a.wait_ready()
+    b.wait_ready()
+    a.kill()  # A is gone, but its session stays a member and collects its share
+    drone = unique("retire-")
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    first = {pub.send(telemetry(drone, s)) for s in range(400)}
+    pub.flush()
+
+    # Retiring A: forwards what waited in its session, ends the session and exits by itself.
+    retiring = subprocess.run([PRESACOP, "gateway", "--config", str(a.config_path), "--retire"],
+                              capture_output=True, text=True, timeout=120)
+    assert retiring.returncode == 0, retiring.stderr[-3000:]
+    assert "ending the MQTT session" in retiring.stderr
+    # From now on B gets everything: nothing waits for A any more.
+    second = {pub.send(telemetry(drone, s)) for s in range(400, 800)}
+    pub.flush()
+    counts = _all_in_kafka(stack.kafka_bootstrap, topics["telemetry"], first | second)
+    missing = (first | second) - set(counts)
+    assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+    by_gateway = Counter(r.value["gateway_id"] for r in read_topic(
+        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5)
+        if int(r.value["seq"]) >= 400)
+    assert set(by_gateway) == {b.client_id}, by_gateway
