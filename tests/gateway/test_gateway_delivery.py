@@ -5,6 +5,8 @@ drains."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 import time
 
 from gateway_testlib import (
@@ -213,3 +215,28 @@ def test_retained_status_is_forwarded_once(stack, gateway_factory, publisher_fac
     finally:
         pub.publish(mqtt_topic(retained), b"", retain=True)  # clear it for later tests
         pub.flush()
+
+
+def test_systemd_notifications(stack, gateway_factory, tmp_path):
+    """Type=notify: READY=1 once subscribed and Kafka is up, WATCHDOG=1 pings, STOPPING=1."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(90)
+        gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topic_names(unique("sd")),
+                             env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
+        gw.start()
+        seen: list[str] = []
+        while not any(m.startswith("READY=1") for m in seen):
+            seen.append(server.recv(1000).decode())
+        assert gw.health()[0] == 200  # ready means ready
+        pings = 0
+        while pings < 2:
+            pings += server.recv(1000) == b"WATCHDOG=1"
+        assert gw.terminate() == 0
+        rest = []
+        server.settimeout(1)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                rest.append(server.recv(1000).decode())
+        assert any(m.startswith("STOPPING=1") for m in rest), rest
