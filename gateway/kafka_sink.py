@@ -80,6 +80,8 @@ class KafkaSink:
         self._in_producer: dict[int, _Item] = {}  # send token -> item handed to the producer
         self._tokens = itertools.count(1)
         self._last_retry_log = 0.0
+        self._next_stall_check = 0.0
+        self._waiting = False  # the sender thread sleeps in _take_due
         p = cfg.producer
         self._stall_s = 2 * (p.delivery_timeout_ms + p.max_block_ms) / 1000 + 5
         self._stopping = False
@@ -116,7 +118,8 @@ class KafkaSink:
         with self._cond:
             self._outstanding += 1
             heapq.heappush(self._heap, _Item(0.0, next(self._order), record, callback))
-            self._cond.notify()
+            if self._waiting:  # wake the sender only when it sleeps: a notify per record is costly
+                self._cond.notify()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every submitted record has been reported. True if it happened in time."""
@@ -153,9 +156,11 @@ class KafkaSink:
                 backoff.reset()
             if self._check_stalled():
                 continue
-            item = self._next_due()
-            if item is not None:
-                self._send(item)
+            for item in self._take_due():
+                if self._producer is None:  # dropped mid-batch: the rest waits for a new one
+                    self._retry(item, RuntimeError("producer rebuilt"))
+                else:
+                    self._send(item)
 
     def _check_stalled(self) -> bool:
         """Never trust a future to resolve: a record whose send has had no outcome long after
@@ -163,6 +168,9 @@ class KafkaSink:
         restart). Rebuild the producer and send those records again; late callbacks of the old
         attempts are ignored (their token is stale), so each record still ends exactly once."""
         now = time.monotonic()
+        if now < self._next_stall_check:
+            return False
+        self._next_stall_check = now + 1.0  # a scan is O(records in the producer)
         with self._cond:
             stalled = [i for i in self._in_producer.values() if now - i.sent_at > self._stall_s]
             if not stalled:
@@ -195,17 +203,22 @@ class KafkaSink:
         log.info("kafka producer ready", extra={"bootstrap": self._cfg.bootstrap_servers})
         return True
 
-    def _next_due(self) -> _Item | None:
-        """The next record to send, or None after a short wait (so `_run` can check stalls)."""
+    def _take_due(self, limit: int = 500) -> list[_Item]:
+        """The records due now (oldest first), or [] after a short wait (so `_run` can check
+        for stalls)."""
         with self._cond:
             now = time.monotonic()
             if not self._heap or self._heap[0].due > now:
                 wait = self._heap[0].due - now if self._heap else 0.5
+                self._waiting = True
                 self._cond.wait(min(wait, 0.5))
+                self._waiting = False
                 now = time.monotonic()
-            if self._heap and self._heap[0].due <= now and not self._stopping:
-                return heapq.heappop(self._heap)
-        return None
+            due: list[_Item] = []
+            while self._heap and self._heap[0].due <= now and len(due) < limit \
+                    and not self._stopping:
+                due.append(heapq.heappop(self._heap))
+        return due
 
     def _send(self, item: _Item) -> None:
         from kafka.errors import KafkaTimeoutError
