@@ -307,18 +307,24 @@ class GatewayProc:
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
-    """factory(mqtt_port, bootstrap, topics, client_id=, share_group=, mqtt_extra=, extra=, env=)
+    """factory(mqtt_port, bootstrap, topics, client_id=, share_group=, drone=, mqtt_extra=,
+    extra=, env=)
     -> a configured (not started) GatewayProc; every one is stopped at teardown."""
     made: list[GatewayProc] = []
 
     def make(mqtt_port: int, bootstrap: str, topics: dict[str, str], *,
              client_id: str | None = None, share_group: str | None = None, extra: str = "",
-             mqtt_extra: str = "", log_level: str = "INFO",
+             mqtt_extra: str = "", log_level: str = "INFO", drone: str | None = None,
              env: dict[str, str] | None = None) -> GatewayProc:
         n = len(made)
         metrics_port = free_port()
         path = tmp_path / f"gateway-{n}.toml"
         client_id = client_id or unique("gw-")
+        if "subscription" not in mqtt_extra:
+            # Only this test's drone: the session broker also carries other tests' traffic and
+            # retained statuses, which would otherwise reach this gateway too.
+            mqtt_extra += f'\nsubscription = "presacop/v1/drones/{drone or unique("none-")}/+"'
+
         path.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
                                     metrics_port=metrics_port,
                                     share_group=share_group or unique("grp-"),

@@ -47,9 +47,9 @@ def _all_in_kafka(bootstrap: str, topic: str, expected: set[str]) -> Counter[str
 
 def test_kill9_mid_stream_then_restart_loses_nothing(stack, gateway_factory, publisher_factory):
     topics = topic_names(unique("kill"))
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
-    gw.wait_ready()
     drone = unique("kill-")
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
+    gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     thread, sent = _publish_in_background(pub, drone, 3000)
     wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 300, 120,
@@ -71,13 +71,13 @@ def test_kill9_mid_stream_then_restart_loses_nothing(stack, gateway_factory, pub
 def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher_factory):
     topics = topic_names(unique("pair"))
     group = unique("pair-")
+    drone = unique("pair-")
     a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwA-")).start()
+                        client_id=unique("gwA-"), drone=drone).start()
     b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwB-")).start()
+                        client_id=unique("gwB-"), drone=drone).start()
     a.wait_ready()
     b.wait_ready()
-    drone = unique("pair-")
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     thread, sent = _publish_in_background(pub, drone, 4000)
 
@@ -114,14 +114,14 @@ def test_retire_drains_a_dead_members_share_and_leaves_the_group(stack, gateway_
                                                                  publisher_factory):
     topics = topic_names(unique("retire"))
     group = unique("retire-")
+    drone = unique("retire-")
     a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwA-")).start()
+                        client_id=unique("gwA-"), drone=drone).start()
     b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwB-")).start()
+                        client_id=unique("gwB-"), drone=drone).start()
     a.wait_ready()
     b.wait_ready()
     a.kill()  # A is gone, but its session stays a member and collects its share
-    drone = unique("retire-")
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     first = {pub.send(telemetry(drone, s)) for s in range(400)}
     pub.flush()

@@ -29,9 +29,9 @@ from gateway import records
 
 def test_records_land_in_the_documented_format(stack, gateway_factory, publisher_factory):
     topics = topic_names(unique("fmt"))
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
-    gw.wait_ready()
     drone = unique("fmt-")
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
+    gw.wait_ready()
     msgs = [telemetry(drone, 1), violation(drone, 2, code=21), violation(drone, 3, code=None),
             status(drone, 4, online=True)]
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
@@ -108,7 +108,7 @@ def test_bad_payloads_and_forged_topics_go_to_dead_letter(stack, gateway_factory
     drone = unique("bad-")
     # A filter that also takes deeper topics, so forged extra levels reach the gateway.
     gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics,
-                         mqtt_extra='subscription = "presacop/v1/drones/#"',
+                         mqtt_extra=f'subscription = "presacop/v1/drones/{drone}/#"',
                          extra="[limits]\ndeadletter_max_bytes = 100\n").start()
     gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
@@ -149,9 +149,9 @@ def test_bad_payloads_and_forged_topics_go_to_dead_letter(stack, gateway_factory
 
 def test_sigterm_drains_and_exits_zero(stack, gateway_factory, publisher_factory):
     topics = topic_names(unique("term"))
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
-    gw.wait_ready()
     drone = unique("term-")
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
+    gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     sent = {pub.send(telemetry(drone, s)) for s in range(1500)}
     pub.flush()
@@ -174,9 +174,9 @@ def test_sigterm_drains_and_exits_zero(stack, gateway_factory, publisher_factory
 
 def test_duplicate_publish_is_dropped(stack, gateway_factory, publisher_factory):
     topics = topic_names(unique("dup"))
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
-    gw.wait_ready()
     drone = unique("dup-")
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
+    gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     msg = telemetry(drone, 7)
     for _ in range(3):  # a drone re-sending after a lost PUBACK
@@ -199,7 +199,7 @@ def test_retained_status_is_forwarded_once(stack, gateway_factory, publisher_fac
     pub.publish(mqtt_topic(retained), protocol.encode(retained), retain=True)
     pub.flush()
     try:
-        gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics).start()
+        gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
         gw.wait_ready()
         first = read_topic(stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: rs)
         assert [r.value["message_id"] for r in first] == [f"{drone}:1"]

@@ -29,7 +29,8 @@ def test_kafka_outage_under_load_loses_nothing_and_stays_bounded(
         stack, kafka_factory, gateway_factory, publisher_factory):
     kafka = kafka_factory()
     topics = topic_names(unique("outage"))
-    gw = gateway_factory(stack.mqtt_port, kafka.bootstrap, topics, extra=f"""
+    drone = unique("outage-")
+    gw = gateway_factory(stack.mqtt_port, kafka.bootstrap, topics, drone=drone, extra=f"""
 [kafka.producer]
 request_timeout_ms = 2000
 delivery_timeout_ms = 4000
@@ -38,7 +39,6 @@ max_block_ms = 1000
 max_in_flight = {RECEIVE_MAXIMUM}
 """, mqtt_extra=f"receive_maximum = {RECEIVE_MAXIMUM}", log_level="DEBUG").start()
     gw.wait_ready()
-    drone = unique("outage-")
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     total = 6000
     sent = {f"{drone}:{s}" for s in range(total)}
@@ -97,7 +97,8 @@ def test_mqtt_broker_down_at_start_then_restarted(stack, mosquitto_factory, gate
                                                   publisher_factory):
     port = free_port()
     topics = topic_names(unique("mqttdown"))
-    gw = gateway_factory(port, stack.kafka_bootstrap, topics).start()
+    drone = unique("mqttdown-")
+    gw = gateway_factory(port, stack.kafka_bootstrap, topics, drone=drone).start()
     wait_for(lambda: _health(gw) is not None, 60, "the metrics endpoint")
     code, body = gw.health()
     assert code == 503 and body["mqtt_connected"] is False
@@ -106,7 +107,6 @@ def test_mqtt_broker_down_at_start_then_restarted(stack, mosquitto_factory, gate
 
     broker = mosquitto_factory(port=port)
     gw.wait_ready()
-    drone = unique("mqttdown-")
     pub = publisher_factory("127.0.0.1", port)
     first = {pub.send(telemetry(drone, s)) for s in range(500)}
     pub.flush()
