@@ -105,6 +105,11 @@ class KafkaSink:
         return self._outstanding
 
     @property
+    def alive(self) -> bool:
+        """Both owned threads are running."""
+        return self._thread.is_alive() and self._health.is_alive()
+
+    @property
     def waiting(self) -> int:
         """Records waiting to be (re)sent: not handed to the producer yet."""
         return len(self._heap)
@@ -149,18 +154,26 @@ class KafkaSink:
     def _run(self) -> None:
         backoff = Backoff(self._retry_min_s, self._retry_max_s)
         while not self._stopping:
-            if self._producer is None:
-                if not self._connect():
-                    self._sleep(backoff.next())
-                    continue
-                backoff.reset()
-            if self._check_stalled():
-                continue
-            for item in self._take_due():
-                if self._producer is None:  # dropped mid-batch: the rest waits for a new one
-                    self._retry(item, RuntimeError("producer rebuilt"))
-                else:
-                    self._send(item)
+            try:
+                self._run_once(backoff)
+            except Exception:  # keep producing whatever kafka-python throws at us
+                log.exception("kafka sender loop failed; rebuilding the producer")
+                self._drop_producer()
+                self._sleep(backoff.next())
+
+    def _run_once(self, backoff: Backoff) -> None:
+        if self._producer is None:
+            if not self._connect():
+                self._sleep(backoff.next())
+                return
+            backoff.reset()
+        if self._check_stalled():
+            return
+        for item in self._take_due():
+            if self._producer is None:  # dropped mid-batch: the rest waits for a new one
+                self._retry(item, RuntimeError("producer rebuilt"))
+            else:
+                self._send(item)
 
     def _check_stalled(self) -> bool:
         """Never trust a future to resolve: a record whose send has had no outcome long after
@@ -343,7 +356,20 @@ class KafkaSink:
     def _admin(self) -> Any:
         from kafka.admin import KafkaAdminClient
 
-        return KafkaAdminClient(**self._common(), client_id=f"{self._client_id}-admin")
+        # kafka-python 3.0 starts the admin client's I/O thread before bootstrapping and leaves
+        # it running when bootstrap fails in __init__ (one leaked thread per failed attempt,
+        # i.e. every few seconds while Kafka is down): keep a reference so we can stop it.
+        admin = KafkaAdminClient.__new__(KafkaAdminClient)
+        try:
+            admin.__init__(**self._common(), client_id=f"{self._client_id}-admin")
+        except Exception:
+            for part in ("_client", "_net"):
+                obj = getattr(admin, part, None)
+                if obj is not None:
+                    with contextlib.suppress(Exception):
+                        obj.close() if part == "_client" else obj.stop()
+            raise
+        return admin
 
     def _create_topics(self) -> None:
         from kafka.admin import NewTopic

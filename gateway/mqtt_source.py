@@ -123,6 +123,10 @@ class MqttSource:
         self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def idle_s(self) -> float:
         """Seconds since the last PUBLISH arrived (or since connecting)."""
         return time.monotonic() - self._last_delivery
@@ -132,8 +136,12 @@ class MqttSource:
     def _run(self) -> None:
         backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
         while not self._stop.is_set():
-            if self._connect() and self._serve():
-                backoff.reset()
+            try:
+                if self._connect() and self._serve():
+                    backoff.reset()
+            except Exception:  # a paho or socket surprise: drop this connection, not the thread
+                log.exception("mqtt loop failed; reconnecting")
+                self._drop_connection()
             if self._stop.is_set():
                 break
             delay = backoff.next()
@@ -292,6 +300,13 @@ class MqttSource:
                      extra={"subscription": self.subscription})
             self._subscribed.set()
             self._on_state(True)
+
+    def _drop_connection(self) -> None:
+        try:
+            self._client.disconnect()
+        except Exception:
+            log.debug("mqtt disconnect after a failure", exc_info=True)
+        self._lost()
 
     def _lost(self) -> None:
         self._subscribed.clear()

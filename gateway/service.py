@@ -145,7 +145,8 @@ class Gateway:
         self._stop_requested = True
 
     def run(self) -> int:
-        """Start, serve until `request_stop()`, drain, stop. Returns the exit code (0)."""
+        """Start, serve until `request_stop()`, drain, stop. Returns the exit code: 0, or 1
+        when one of its threads died (so systemd's Restart=on-failure restarts it)."""
         self.start()
         notified_ready = False
         next_watchdog = 0.0
@@ -155,6 +156,11 @@ class Gateway:
                 self._notifier.ready(f"forwarding as {self.gateway_id}")
                 log.info("gateway ready", extra={"metrics": self.metrics_address})
                 notified_ready = True
+            if not (self._mqtt.alive and self._kafka.alive):
+                log.critical("a gateway thread died; stopping so the service manager restarts us")
+                self._notifier.stopping("thread died")
+                self.stop()
+                return 1
             if self._retire and notified_ready and self._retired():
                 log.info("retire: session drained")
                 break

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import protocol
 from gateway import records
 from gateway.backoff import Backoff
-from gateway.config import TopicsConfig
+from gateway.config import GatewayConfig, TopicsConfig
 from gateway.dedupe import SeqTracker, Verdict
 from gateway.records import Receipt
 from gateway.router import RouteSettings, route
@@ -207,3 +207,49 @@ def test_notifier_is_a_no_op_outside_systemd():
     n = Notifier({})
     assert not n.enabled and n.watchdog_interval_s is None
     assert n.ready() is False
+
+
+def test_run_exits_1_when_a_gateway_thread_dies():
+    """A dead worker thread must not leave a zombie that still pings the systemd watchdog."""
+    import threading
+
+    from gateway.service import Gateway
+    from presacop.config import from_dict
+
+    cfg = from_dict(GatewayConfig, {"mqtt": {"port": 1, "client_id": "t-dead-thread"},
+                                    "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+                                    "metrics": {"address": ""}})
+    gw = Gateway(cfg)
+    # No brokers here: the Kafka threads only wait for the stop; the MQTT thread dies at once.
+    sink = gw._kafka
+    sink._thread = threading.Thread(target=sink._stop_event.wait, name="gateway-kafka")
+    sink._health = threading.Thread(target=sink._stop_event.wait, name="gateway-kafka-health")
+    gw._mqtt._thread = threading.Thread(target=lambda: None, name="gateway-mqtt")
+    assert gw.run() == 1
+
+
+def test_failed_kafka_admin_attempts_leak_no_threads():
+    """kafka-python 3.0 leaves an I/O thread behind when an admin client cannot bootstrap; the
+    sink stops it, or a long Kafka outage would pile up one thread per probe. Run in a child:
+    kafka-python also leaves the refused sockets to the garbage collector (ResourceWarning)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading\n"
+        "from gateway.config import KafkaConfig\n"
+        "from gateway.kafka_sink import KafkaSink\n"
+        "sink = KafkaSink(KafkaConfig(bootstrap_servers='127.0.0.1:1'), 't-leak')\n"
+        "before = threading.active_count()\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        sink._admin()\n"
+        "    except Exception as exc:\n"
+        "        assert 'bootstrap' in str(exc), exc\n"
+        "print(before, threading.active_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    assert after == before
