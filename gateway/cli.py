@@ -46,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from .service import Gateway
 
     logs.setup(config.log.format, config.log.level)
-    gateway = Gateway(config, retire=args.retire)
+    try:
+        gateway = Gateway(config, retire=args.retire)
+    except OSError as exc:  # the metrics port is taken, or the address is not ours
+        print(f"presacop gateway: metrics.address {config.metrics.address!r}: cannot listen "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logging.getLogger("gateway").info("signal %s: draining", signal.Signals(signum).name)

@@ -149,3 +149,19 @@ def test_systemd_unit_verifies(tmp_path: Path):
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if "presacop-gateway.service" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_metrics_port_in_use_exits_2_naming_the_key(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "gateway.toml"
+        path.write_text(f'[metrics]\naddress = "127.0.0.1:{port}"\n[mqtt]\nport = 1\n'
+                        '[kafka]\nbootstrap_servers = "127.0.0.1:1"\n')
+        result = subprocess.run([PRESACOP, "gateway", "--config", str(path)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "metrics.address" in result.stderr and "cannot listen" in result.stderr
