@@ -115,7 +115,7 @@ class MqttSource:
     def pending_acks(self) -> int:
         return len(self._acks)
 
-    def stop(self, timeout: float = 5.0, *, end_session: bool = False) -> None:
+    def stop(self, timeout: float = 10.0, *, end_session: bool = False) -> None:
         """Send the acks already handed over, disconnect cleanly and join the thread. The
         session stays on the broker for `session_expiry_s`, unless `end_session` (retiring)."""
         self._end_session = end_session

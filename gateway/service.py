@@ -14,9 +14,10 @@ code also raises an alert). When Kafka has acknowledged all of them, the deliver
 (connection generation, packet id) goes back to the MQTT thread, which sends the PUBACK. A record
 Kafka refuses for good is replaced by a dead-letter record, so nothing accepted is dropped.
 
-Backpressure: the broker sends at most `mqtt.receive_maximum` unacknowledged messages; while
-Kafka is down nothing is acknowledged, so at most that many messages (and their records) are held
-in memory, retrying, until Kafka returns.
+Backpressure: at most `limits.max_in_flight` messages are held (`_room`); at the limit the MQTT
+thread stops reading from the broker (see mqtt_source). While Kafka is down nothing is
+acknowledged, so at most that many messages (and their records) are held, retrying, until Kafka
+returns; the rest waits at the broker.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class _Pending:
 class Gateway:
     """MQTT -> Kafka bridge. `start()`/`stop()` for library use, `run()` for the service.
 
-    Raises nothing from `start`: unreachable brokers are retried (see `/healthz`). `run` returns
-    the process exit code.
+    The constructor raises OSError when `metrics.address` cannot be bound. `start` raises
+    nothing: unreachable brokers are retried (see `/healthz`). `run` returns the exit code.
     """
 
     def __init__(self, config: GatewayConfig, *, notifier: Notifier | None = None,
