@@ -17,6 +17,7 @@ Errors: `RecordRejected` (passed to callbacks, never raised).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -74,7 +75,10 @@ class KafkaSink:
         self._on_state = on_state or (lambda up: None)
         self._on_retry = on_retry or (lambda: None)
         self._cond = threading.Condition()
-        self._heap: list[_Item] = []
+        self._heap: list[_Item] = []  # retries, by due time
+        # New records, oldest first: a deque, not the heap (a heap push/pop compares dataclasses
+        # in Python: several microseconds per record on the hot path).
+        self._fresh: collections.deque[_Item] = collections.deque()
         self._order = itertools.count()
         self._outstanding = 0  # submitted and not yet reported through a callback
         self._in_producer: dict[int, _Item] = {}  # send token -> item handed to the producer
@@ -112,7 +116,7 @@ class KafkaSink:
     @property
     def waiting(self) -> int:
         """Records waiting to be (re)sent: not handed to the producer yet."""
-        return len(self._heap)
+        return len(self._heap) + len(self._fresh)
 
     def start(self) -> None:
         self._thread.start()
@@ -122,7 +126,7 @@ class KafkaSink:
         """Produce `record`; `callback` runs once, on another thread, with the outcome."""
         with self._cond:
             self._outstanding += 1
-            heapq.heappush(self._heap, _Item(0.0, next(self._order), record, callback))
+            self._fresh.append(_Item(0.0, 0, record, callback))
             if self._waiting:  # wake the sender only when it sleeps: a notify per record is costly
                 self._cond.notify()
 
@@ -221,7 +225,7 @@ class KafkaSink:
         for stalls)."""
         with self._cond:
             now = time.monotonic()
-            if not self._heap or self._heap[0].due > now:
+            if not self._fresh and (not self._heap or self._heap[0].due > now):
                 wait = self._heap[0].due - now if self._heap else 0.5
                 self._waiting = True
                 self._cond.wait(min(wait, 0.5))
@@ -231,6 +235,9 @@ class KafkaSink:
             while self._heap and self._heap[0].due <= now and len(due) < limit \
                     and not self._stopping:
                 due.append(heapq.heappop(self._heap))
+            fresh = self._fresh
+            while fresh and len(due) < limit and not self._stopping:
+                due.append(fresh.popleft())
         return due
 
     def _send(self, item: _Item) -> None:

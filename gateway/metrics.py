@@ -32,6 +32,9 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # Registered first, so a scrape flushes the owner's batched counts before reading them.
+        self.before_collect: Callable[[], None] = lambda: None
+        r.register(_BeforeCollect(self))
         p = "presacop_gateway_"
         self.received = Counter(p + "messages_received", "MQTT messages received", registry=r)
         self.acked = Counter(p + "messages_acked", "MQTT messages acknowledged to the broker",
@@ -82,6 +85,21 @@ class GatewayMetrics:
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+
+class _BeforeCollect(Collector):
+    """Yields nothing; runs `GatewayMetrics.before_collect` at the start of every collection.
+
+    The gateway counts per-message events in plain ints under its own lock (a prometheus
+    `Counter.inc` takes a lock of its own, and `.labels()` a dict lookup under another) and adds
+    them to the counters here, so every scrape still sees exact totals."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        self._metrics.before_collect()
+        return iter(())
 
 
 class SeqCollector(Collector):

@@ -84,6 +84,13 @@ class Gateway:
             deadletter_max_bytes=config.limits.deadletter_max_bytes,
         )
         self.metrics.add_collector(SeqCollector(self._seq_snapshot))
+        # Per-message counts, kept as plain ints under `_lock` and added to the prometheus
+        # counters at scrape time (`_flush_counts`): no metric call per message.
+        self._counts: dict[Any, int] = {}
+        self._produced_by_kind: dict[str, Any] = {}
+        self.metrics.before_collect = self._flush_counts
+        self.metrics.in_flight.set_function(lambda: self._in_flight)
+        self.metrics.in_flight_max.set_function(lambda: self._in_flight_max)
         self._kafka = KafkaSink(config.kafka, self.gateway_id,
                                 retry_min_s=config.limits.retry_min_s,
                                 retry_max_s=config.limits.retry_max_s,
@@ -206,6 +213,7 @@ class Gateway:
             return int(sum(s.value for m in metric.collect() for s in m.samples
                            if s.name.endswith("_total")))
 
+        self._flush_counts()
         m = self.metrics
         return {
             "received": value(m.received), "acked": value(m.acked),
@@ -216,10 +224,21 @@ class Gateway:
             "pending": len(self._pending),
         }
 
+    def _count(self, counter: Any, n: int = 1) -> None:
+        """Count an event on `counter` (a prometheus counter or labelled child); caller holds
+        the lock."""
+        counts = self._counts
+        counts[counter] = counts.get(counter, 0) + n
+
+    def _flush_counts(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        for counter, n in counts.items():
+            counter.inc(n)
+
     # -- MQTT thread ---------------------------------------------------------------------------
 
     def _on_delivery(self, d: Delivery) -> None:
-        self.metrics.received.inc()
         topic_text = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
         receipt = Receipt(mqtt_topic=topic_text, received_ms=_now_ms(),
                           gateway_id=self.gateway_id, qos=d.qos, retained=d.retain)
@@ -228,18 +247,18 @@ class Gateway:
         # One critical section from the draining check to the submits, so that once `stop()`
         # has set `_draining`, nothing new can reach Kafka behind its back.
         with self._lock:
+            self._count(self.metrics.received)
             if self._draining:
                 # Not acknowledged: the broker keeps it in our session and redelivers it.
-                self.metrics.ignored_draining.inc()
+                self._count(self.metrics.ignored_draining)
                 return
             pending = self._admit(routed, d.payload, receipt, ack)
             if pending is not None:
                 self._in_flight += 1
-                self._in_flight_max = max(self._in_flight_max, self._in_flight)
+                if self._in_flight > self._in_flight_max:
+                    self._in_flight_max = self._in_flight
                 for record in routed.records:
                     self._submit(pending, record)
-        self.metrics.in_flight.set(self._in_flight)
-        self.metrics.in_flight_max.set(self._in_flight_max)
 
     def _admit(self, routed: Routed, payload: bytes, receipt: Receipt,
                ack: tuple[int, int, int]) -> _Pending | None:
@@ -250,15 +269,15 @@ class Gateway:
             existing = self._pending.get(mid)
             if existing is not None:  # redelivered while its records are still in flight
                 existing.acks.append(ack)
-                self.metrics.duplicates.inc()
+                self._count(self.metrics.duplicates)
                 return None
             verdict = self._tracker.observe(routed.drone_id, routed.seq)
             if verdict is Verdict.DUPLICATE:
-                self.metrics.duplicates.inc()
+                self._count(self.metrics.duplicates)
                 self._ack_now(ack)
                 return None
             if verdict is Verdict.UNKNOWN:
-                self.metrics.window_misses.inc()
+                self._count(self.metrics.window_misses)
         pending = _Pending(routed, payload, receipt, len(routed.records), [ack])
         if mid is not None:
             self._pending[mid] = pending
@@ -270,7 +289,7 @@ class Gateway:
     def _ack_now(self, ack: tuple[int, int, int]) -> None:
         """Hand an acknowledgement to the MQTT thread (caller holds the lock)."""
         if ack[2] > 0:
-            self.metrics.acked.inc()
+            self._count(self.metrics.acked)
         self._mqtt.ack(*ack)
 
     def _room(self) -> int:
@@ -284,12 +303,13 @@ class Gateway:
         if outcome is not None:
             self._reject(pending, record, outcome)
             return
-        self.metrics.produced.labels(record.kind).inc()
-        if record.kind == "alert":
-            self.metrics.alerts.inc()
-        elif record.kind == "deadletter":
-            self.metrics.deadletter.labels(_header(record, "reason")).inc()
+        m = self.metrics
         with self._lock:
+            self._count(self._produced_child(record.kind))
+            if record.kind == "alert":
+                self._count(m.alerts)
+            elif record.kind == "deadletter":
+                self._count(m.deadletter.labels(_header(record, "reason")))
             pending.remaining -= 1
             if pending.remaining:
                 return
@@ -298,10 +318,15 @@ class Gateway:
             self._in_flight -= 1
             for ack in pending.acks:
                 self._ack_now(ack)
-        self.metrics.in_flight.set(self._in_flight)
         routed = pending.routed
         if routed.time_trusted and routed.drone_time_ms is not None:
             self.metrics.latency.observe(max(0.0, (_now_ms() - routed.drone_time_ms) / 1000))
+
+    def _produced_child(self, kind: str) -> Any:
+        child = self._produced_by_kind.get(kind)
+        if child is None:
+            child = self._produced_by_kind[kind] = self.metrics.produced.labels(kind)
+        return child
 
     def _reject(self, pending: _Pending, record: OutRecord, why: RecordRejected) -> None:
         """Kafka refused a record for good: keep the input as a dead letter instead."""
