@@ -11,12 +11,14 @@ and violations, 1% of violations unqualified, --drones drone ids) from --publish
 each keeping --window publishes in flight, through a real Mosquitto and into a real Kafka:
 
     presacop gateway      `presacop gateway` (ack after Kafka, acks=all, validation, dedupe)
+    ... (confluent)       the same with kafka.backend = "confluent" (librdkafka), if installed
     naive bridge          bench/naive_bridge.py: paho on_message -> kafka-python send, early ack
     MQTT limit (paho)     a paho subscriber that only counts
     MQTT limit (C)        mosquitto_sub counting (if installed)
     Kafka limit (python)  the gateway's own records produced straight to Kafka with kafka-python
     Kafka limit (java)    Kafka's ProducerPerformance with the same record values
-    presacop gateway @50% the gateway again, publishers paced to half its measured rate
+    presacop gateway @50% the gateway again, publishers paced to half its measured rate (each
+                          backend)
     naive bridge @50%     the naive bridge at that same pace (a latency control)
     mosquitto_sub @50%    publishers -> broker -> C subscriber at that pace: what the machine
                           itself adds to latency, with no bridge and no Kafka
@@ -74,7 +76,9 @@ from _common import (
 )
 from _traffic import Plan, publish
 
-RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "half", "gateway-pycrc")
+RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "gateway-confluent", "half",
+        "gateway-pycrc")
+CONFLUENT = " (confluent)"  # row-name suffix: the gateway with kafka.backend = "confluent"
 PARTITIONS = 6  # the gateway's default for the topics it creates; every run uses the same
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0}
@@ -497,7 +501,8 @@ class Bench:
     # -- 1. the PresaCop gateway -----------------------------------------------------------------
 
     def gateway(self, *, rate: float = 0.0, messages: int | None = None,
-                profile: bool = False, pure_crc: bool = False) -> tuple[Row, dict[str, Any]]:
+                profile: bool = False, pure_crc: bool = False,
+                backend: str = "kafka-python") -> tuple[Row, dict[str, Any]]:
         from gateway.config import TopicsConfig
 
         tag = self.tag()
@@ -505,9 +510,9 @@ class Bench:
                               alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
         client_id = f"{tag}-gateway"
         config = self.dir / f"{tag}-gateway.toml"
-        config.write_text(self.gateway_toml(client_id, tag, topics))
+        config.write_text(self.gateway_toml(client_id, tag, topics, backend))
         plan = self.plan(tag, messages=messages, rate=rate)
-        name = "presacop gateway"
+        name = "presacop gateway" + (CONFLUENT if backend == "confluent" else "")
         if rate:
             name += f" @ {rate:,.0f}/s"
         if profile:
@@ -556,7 +561,8 @@ class Bench:
             extra["profile"] = summarize_profile(prof)
         return row, extra
 
-    def gateway_toml(self, client_id: str, tag: str, topics: Any) -> str:
+    def gateway_toml(self, client_id: str, tag: str, topics: Any,
+                     backend: str = "kafka-python") -> str:
         from presacop.stack import free_port
 
         self.metrics_port = free_port()
@@ -564,6 +570,7 @@ class Bench:
             "[mqtt]", f'host = "{self.mqtt_host}"', f"port = {self.mqtt_port}",
             f'client_id = "{client_id}"', f'share_group = "{tag}"', "session_expiry_s = 300",
             "[kafka]", f'bootstrap_servers = "{self.bootstrap}"', f"partitions = {PARTITIONS}",
+            f'backend = "{backend}"',
             "[kafka.topics]", f'telemetry = "{topics.telemetry}"',
             f'violations = "{topics.violations}"', f'alerts = "{topics.alerts}"',
             f'deadletter = "{topics.deadletter}"',
@@ -866,6 +873,12 @@ class Bench:
             log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
             rows.append(row)
             gateway_rate = row.rate
+        confluent_rate = None
+        if "gateway-confluent" in only and has_confluent():
+            row, extra["gateway_confluent"] = self.gateway(backend="confluent")
+            log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
+            rows.append(row)
+            confluent_rate = row.rate
         if "half" in only and gateway_rate:
             half = max(1000, self.args.messages // 2)
             row, extra["gateway_half"] = self.gateway(rate=gateway_rate / 2, messages=half)
@@ -879,6 +892,12 @@ class Bench:
                 row = control(rate=gateway_rate / 2, messages=half)
                 log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
                 rows.append(row)
+        if "half" in only and confluent_rate:
+            half = max(1000, self.args.messages // 2)
+            row, extra["gateway_confluent_half"] = self.gateway(
+                rate=confluent_rate / 2, messages=half, backend="confluent")
+            log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
+            rows.append(row)
         if "gateway-pycrc" in only and has_crc32c():
             row, extra["gateway_pycrc"] = self.gateway(pure_crc=True)
             log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
@@ -913,6 +932,13 @@ def _from_drones(rec: Any, prefix: str) -> bool:
     except (ValueError, AttributeError):
         return False
     return str(drone).startswith(prefix)
+
+
+def has_confluent() -> bool:
+    """True if the gateway's confluent backend can run (`pip install confluent-kafka`)."""
+    import importlib.util
+
+    return importlib.util.find_spec("confluent_kafka") is not None
 
 
 def has_crc32c() -> bool:
@@ -1001,33 +1027,42 @@ def _short(frame: str) -> str:
 
 
 def targets(rows: list[Row]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for suffix in ("", CONFLUENT):
+        out += _targets(rows, suffix)
+    return out
+
+
+def _targets(rows: list[Row], suffix: str) -> list[dict[str, Any]]:
+    """The targets for the gateway row named "presacop gateway" + suffix (one backend)."""
     by = {r.name: r for r in rows}
-    gw = by.get("presacop gateway")
+    gw = by.get("presacop gateway" + suffix)
     naive = by.get("naive bridge")
-    half = next((r for r in rows if r.name.startswith("presacop gateway @")), None)
+    half = next((r for r in rows if r.name.startswith(f"presacop gateway{suffix} @")), None)
     half_naive = next((r for r in rows if r.name.startswith("naive bridge @")), None)
     mqtt = max((r.rate or 0 for r in rows if r.role == "mqtt-limit"), default=0) or None
     kafka = max((r.rate or 0 for r in rows if r.role == "kafka-limit"), default=0) or None
     out = []
     if gw and gw.rate and naive and naive.rate:
         ratio = gw.rate / naive.rate
-        out.append({"target": "gateway >= 2x naive bridge (msgs/s)",
+        out.append({"target": "gateway >= 2x naive bridge (msgs/s)" + suffix,
                     "value": f"{ratio:.2f}x", "met": ratio >= TARGETS["vs_naive"]})
     if gw and gw.rate and mqtt and kafka:
         lesser = min(mqtt, kafka)
         which = "MQTT" if mqtt <= kafka else "Kafka"
         ratio = gw.rate / lesser
-        out.append({"target": "gateway >= 60% of the lesser broker limit",
+        out.append({"target": "gateway >= 60% of the lesser broker limit" + suffix,
                     "value": f"{100 * ratio:.0f}% of {lesser:,.0f} ({which}, best client)",
                     "met": ratio >= TARGETS["vs_limit"]})
     if half and half.p99_ms is not None:
         value = f"{half.p99_ms:.0f} ms"
         if half_naive and half_naive.p99_ms is not None:
-            value += f" (naive bridge at the same pace: {half_naive.p99_ms:.0f} ms)"
-        out.append({"target": "p99 latency < 50 ms at half the max rate", "value": value,
-                    "met": half.p99_ms < TARGETS["p99_half_ms"]})
+            value += f" (naive bridge at {half_naive.name[len('naive bridge @ '):]}: " \
+                f"{half_naive.p99_ms:.0f} ms)"
+        out.append({"target": "p99 latency < 50 ms at half the max rate" + suffix,
+                    "value": value, "met": half.p99_ms < TARGETS["p99_half_ms"]})
     if gw:
-        out.append({"target": "nothing lost, no duplicates (gateway)",
+        out.append({"target": f"nothing lost, no duplicates (gateway{suffix})",
                     "value": f"lost {gw.lost}, dup {gw.duplicates}",
                     "met": gw.lost == 0 and gw.duplicates == 0})
     return out

@@ -33,6 +33,17 @@ def _between(lo: float, hi: float) -> object:
     return check
 
 
+def _backend_installed(v: str) -> str | None:
+    if v != "confluent":
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("confluent_kafka") is None:
+        return ("needs the confluent-kafka package, which is not installed "
+                "(pip install 'presacop[gateway-fast]')")
+    return None
+
+
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
@@ -186,6 +197,13 @@ class KafkaConfig:
     producer: ProducerConfig = dataclasses.field(default_factory=ProducerConfig)
     health_interval_s: float = field(2.0, doc="How often Kafka reachability is probed.",
                                      check=_between(0.1, 600))
+    backend: Literal["kafka-python", "confluent"] = field(
+        "kafka-python",
+        doc="Producer library: \"kafka-python\" (pure Python), or \"confluent\" "
+        "(confluent-kafka / librdkafka, in C: less CPU per record; needs the `gateway-fast` "
+        "extra). Same guarantees, records and settings either way (`max_block_ms` is "
+        "kafka-python's only).",
+        check=_backend_installed)
 
 
 

@@ -1,5 +1,11 @@
 """The Kafka side: an idempotent producer that keeps retrying until each record is acknowledged.
 
+Two producer libraries (`kafka.backend`), same guarantees (acks=all, idempotence, every record
+reported exactly once, retried forever): kafka-python (the default; its own I/O thread completes
+futures and runs our callbacks) and confluent-kafka (librdkafka, in C; its delivery reports run
+our callbacks inside `producer.poll`, which only the `gateway-kafka` thread calls). Topic creation
+and the health probe use kafka-python's admin client with either.
+
 One owned thread, `gateway-kafka`, makes the producer (retrying while Kafka is unreachable),
 creates the topics if asked, and calls `producer.send` for submitted records and for retries that
 are due. kafka-python's own I/O thread completes the futures; their callbacks only report or
@@ -86,6 +92,8 @@ class KafkaSink:
         self._last_retry_log = 0.0
         self._next_stall_check = 0.0
         self._waiting = False  # the sender thread sleeps in _take_due
+        self._confluent = cfg.backend == "confluent"
+        self._rebuild = False  # confluent: a fatal producer error; rebuild from the sender loop
         p = cfg.producer
         self._stall_s = 2 * (p.delivery_timeout_ms + p.max_block_ms) / 1000 + 5
         self._stopping = False
@@ -173,11 +181,29 @@ class KafkaSink:
             backoff.reset()
         if self._check_stalled():
             return
+        if self._confluent:
+            self._poll_confluent()
+            if self._rebuild:
+                self._rebuild = False
+                log.error("kafka producer failed fatally; rebuilding it")
+                self._drop_producer()
+                return
         for item in self._take_due():
             if self._producer is None:  # dropped mid-batch: the rest waits for a new one
                 self._retry(item, RuntimeError("producer rebuilt"))
+            elif self._confluent:
+                self._send_confluent(item)
             else:
                 self._send(item)
+
+    def _poll_confluent(self) -> None:
+        """Serve librdkafka's delivery reports (our callbacks run here, on this thread). With
+        records in the producer and none to send, wait in poll (in C, without the GIL) rather
+        than on our condition: a report or 2 ms, whichever comes first."""
+        with self._cond:
+            idle = bool(self._in_producer) and not self._fresh and \
+                not (self._heap and self._heap[0].due <= time.monotonic())
+        self._producer.poll(0.002 if idle else 0)
 
     def _check_stalled(self) -> bool:
         """Never trust a future to resolve: a record whose send has had no outcome long after
@@ -225,7 +251,9 @@ class KafkaSink:
         for stalls)."""
         with self._cond:
             now = time.monotonic()
-            if not self._fresh and (not self._heap or self._heap[0].due > now):
+            if self._confluent and self._in_producer:
+                pass  # reports are due: do not sleep here, `_poll_confluent` waits instead
+            elif not self._fresh and (not self._heap or self._heap[0].due > now):
                 wait = self._heap[0].due - now if self._heap else 0.5
                 self._waiting = True
                 self._cond.wait(min(wait, 0.5))
@@ -265,6 +293,46 @@ class KafkaSink:
         future.add_callback(lambda _meta: self._acked(item, token))
         future.add_errback(lambda exc: self._failed(item, token, exc))
 
+    def _send_confluent(self, item: _Item) -> None:
+        from confluent_kafka import KafkaException
+
+        r = item.record
+        with self._cond:
+            token = item.token = next(self._tokens)
+            item.sent_at = time.monotonic()
+            self._in_producer[token] = item
+        try:
+            self._producer.produce(
+                r.topic, value=r.value, key=r.key, headers=list(r.headers),
+                on_delivery=lambda err, _msg: self._delivered(item, token, err))
+            return
+        except BufferError as exc:  # librdkafka's queue is full: serve reports, send again
+            failure: BaseException = exc
+            self._producer.poll(0.05)
+        except KafkaException as exc:
+            failure = exc
+        except (ValueError, TypeError) as exc:
+            if self._settle(item, token):
+                self._report(item, RecordRejected(f"{type(exc).__name__}: {exc}"))
+            return
+        if not self._settle(item, token):
+            return
+        if _permanent(failure):
+            self._report(item, RecordRejected(f"{type(failure).__name__}: {failure}"))
+        else:
+            self._retry(item, failure)
+
+    def _delivered(self, item: _Item, token: int, err: Any) -> None:
+        """confluent-kafka's delivery report (runs inside `poll`, on the sender thread)."""
+        if err is None:
+            self._acked(item, token)
+            return
+        from confluent_kafka import KafkaException
+
+        if err.fatal():  # e.g. the idempotent producer's state is lost: needs a new producer
+            self._rebuild = True
+        self._failed(item, token, KafkaException(err))
+
     def _settle(self, item: _Item, token: int) -> bool:
         """Claim the outcome of send attempt `token`; False if that attempt was abandoned."""
         with self._cond:
@@ -272,7 +340,8 @@ class KafkaSink:
 
     def _acked(self, item: _Item, token: int) -> None:
         if self._settle(item, token):
-            self._set_up(True)
+            if not self._up:  # not per record: the state callback sets a gauge
+                self._set_up(True)
             self._report(item, None)
 
     def _failed(self, item: _Item, token: int, exc: BaseException) -> None:
@@ -344,6 +413,8 @@ class KafkaSink:
         return opts
 
     def _make_producer(self) -> Any:
+        if self._confluent:
+            return self._make_confluent()
         from kafka import KafkaProducer
 
         p = self._cfg.producer
@@ -359,6 +430,37 @@ class KafkaSink:
             max_in_flight_requests_per_connection=p.max_in_flight,
             max_block_ms=p.max_block_ms,
         )
+
+    def _make_confluent(self) -> Any:
+        """A confluent-kafka producer with the same settings. librdkafka connects lazily, so
+        this does not prove Kafka reachable (the health probe and delivery reports do)."""
+        from confluent_kafka import Producer
+
+        c, p = self._cfg, self._cfg.producer
+        conf: dict[str, Any] = {
+            "bootstrap.servers": c.bootstrap_servers,
+            "security.protocol": c.security_protocol,
+            "client.id": self._client_id,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": p.linger_ms,
+            "batch.size": p.batch_size,
+            "compression.type": p.compression_type,
+            "message.timeout.ms": p.delivery_timeout_ms,
+            "request.timeout.ms": p.request_timeout_ms,
+            "max.in.flight.requests.per.connection": p.max_in_flight,
+            "reconnect.backoff.max.ms": 2000,
+            "logger": logging.getLogger("gateway.kafka.librdkafka"),
+        }
+        if c.sasl_mechanism:
+            conf.update({"sasl.mechanism": c.sasl_mechanism, "sasl.username": c.sasl_username,
+                         "sasl.password": c.sasl_password})
+        for key, value in (("ssl.ca.location", c.ssl_ca_file),
+                           ("ssl.certificate.location", c.ssl_cert_file),
+                           ("ssl.key.location", c.ssl_key_file)):
+            if value:
+                conf[key] = value
+        return Producer(conf)
 
     def _admin(self) -> Any:
         from kafka.admin import KafkaAdminClient
@@ -417,9 +519,15 @@ class KafkaSink:
 
 
 def _close_quietly(client: Any, timeout: float | None = None) -> None:
-    """Close a kafka-python client; closing one that lost its broker may raise (timeouts)."""
+    """Close a Kafka client; closing one that lost its broker may raise (timeouts).
+
+    A confluent-kafka producer has no close: its queued records are purged, and their reports
+    (errors, so retries, unless their attempt was already abandoned) are served by one flush."""
     try:
-        if timeout is None:
+        if type(client).__module__.startswith("confluent_kafka"):
+            client.purge()
+            client.flush(0 if timeout is None else min(timeout, 1.0))
+        elif timeout is None:
             client.close()
         else:
             client.close(timeout=timeout)
@@ -431,5 +539,13 @@ def _permanent(exc: BaseException) -> bool:
     """Errors that no retry can fix, because the record itself is unacceptable."""
     from kafka import errors
 
+    if type(exc).__module__.startswith("confluent_kafka"):
+        from confluent_kafka import KafkaError
+
+        err = exc.args[0] if exc.args else None
+        code = err.code() if isinstance(err, KafkaError) else None
+        return code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+                        KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD,
+                        KafkaError.INVALID_MSG)
     return isinstance(exc, (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError,
                             errors.InvalidTimestampError, errors.CorruptRecordError))

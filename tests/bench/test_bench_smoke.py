@@ -52,6 +52,10 @@ def test_gateway_bench_runs_every_path_and_the_gateway_loses_nothing(stack: Stac
     assert out["extra"]["gateway"]["deadletter"] == 0
     half = [r for r in out["rows"] if r["name"].startswith("presacop gateway @")]
     assert len(half) == 1 and half[0]["lost"] == 0
+    confluent = rows["presacop gateway (confluent)"]  # the dev extra installs confluent-kafka
+    assert (confluent["found"], confluent["lost"], confluent["duplicates"]) == (400, 0, 0)
+    assert out["extra"]["gateway_confluent"]["alerts"] == \
+        out["extra"]["gateway_confluent"]["unqualified_published"]
     assert {t["target"] for t in out["targets"]} >= {
         "gateway >= 2x naive bridge (msgs/s)", "p99 latency < 50 ms at half the max rate"}
     assert out["machine"]["nproc"] >= 1

@@ -34,6 +34,8 @@ with warnings.catch_warnings():
     from kafka import KafkaConsumer, TopicPartition
 
 PRESACOP = str(Path(sys.executable).with_name("presacop"))
+# kafka.backend values the delivery and Kafka-outage tests run with (the dev extra installs both).
+BACKENDS = ("kafka-python", "confluent")
 TOPIC_KINDS = ("telemetry", "violations", "alerts", "deadletter")
 POS = protocol.Position(40.7128, -74.006, 30.0)
 
@@ -172,7 +174,8 @@ def read_ids(bootstrap: str, topic: str, expected: set[str], timeout: float = 12
 
 def config_toml(mqtt_port: int, bootstrap: str, *, topics: dict[str, str], client_id: str,
                 metrics_port: int, share_group: str = "presacop-gateway",
-                mqtt_extra: str = "", extra: str = "", log_level: str = "INFO") -> str:
+                mqtt_extra: str = "", extra: str = "", log_level: str = "INFO",
+                backend: str = "kafka-python") -> str:
     topic_lines = "\n".join(f'{k} = "{v}"' for k, v in topics.items())
     return f"""
 [mqtt]
@@ -186,6 +189,7 @@ reconnect_max_s = 2.0
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
+backend = "{backend}"
 partitions = 3
 health_interval_s = 0.5
 
@@ -308,14 +312,14 @@ class GatewayProc:
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
     """factory(mqtt_port, bootstrap, topics, client_id=, share_group=, drone=, mqtt_extra=,
-    extra=, env=)
+    extra=, env=, backend=)
     -> a configured (not started) GatewayProc; every one is stopped at teardown."""
     made: list[GatewayProc] = []
 
     def make(mqtt_port: int, bootstrap: str, topics: dict[str, str], *,
              client_id: str | None = None, share_group: str | None = None, extra: str = "",
              mqtt_extra: str = "", log_level: str = "INFO", drone: str | None = None,
-             env: dict[str, str] | None = None) -> GatewayProc:
+             env: dict[str, str] | None = None, backend: str = "kafka-python") -> GatewayProc:
         n = len(made)
         metrics_port = free_port()
         path = tmp_path / f"gateway-{n}.toml"
@@ -328,7 +332,8 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         path.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
                                     metrics_port=metrics_port,
                                     share_group=share_group or unique("grp-"),
-                                    mqtt_extra=mqtt_extra, extra=extra, log_level=log_level))
+                                    mqtt_extra=mqtt_extra, extra=extra, log_level=log_level,
+                                    backend=backend))
         gw = GatewayProc(path, metrics_port, tmp_path / f"gateway-{n}.log", mqtt_port,
                          client_id, env=env or {})
         made.append(gw)

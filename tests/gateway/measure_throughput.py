@@ -1,6 +1,7 @@
 """Quick gateway throughput measurement (not a test): N telemetry messages through one gateway.
 
     .venv/bin/python tests/gateway/measure_throughput.py [--count 20000] [--mqtt-port P --kafka B]
+        [--backend kafka-python|confluent|both]
 
 Without ports it starts its own Mosquitto + Kafka (presacop.stack) in a temp dir. Two runs:
   backlog: N messages are queued in the gateway's MQTT session while it is stopped; then the
@@ -56,14 +57,16 @@ def wait_ready(port: int, timeout: float = 60) -> None:
     raise SystemExit("gateway not ready")
 
 
-def run(mode: str, count: int, mqtt_port: int, bootstrap: str, workdir: Path) -> dict:
+def run(mode: str, count: int, mqtt_port: int, bootstrap: str, workdir: Path,
+        backend: str = "kafka-python") -> dict:
     topics = topic_names(unique(f"bench{mode}"))
     metrics = free_port()
     client_id = unique("gw-bench-")
-    cfg = workdir / f"{mode}.toml"
+    cfg = workdir / f"{mode}-{backend}.toml"
     cfg.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
                                metrics_port=metrics, share_group=unique("bench-"),
-                               extra="").replace('level = "INFO"', 'level = "WARNING"'))
+                               extra="", backend=backend)
+                   .replace('level = "INFO"', 'level = "WARNING"'))
     drone = unique("bench-")
     pub = Publisher("127.0.0.1", mqtt_port)
 
@@ -94,7 +97,7 @@ def run(mode: str, count: int, mqtt_port: int, bootstrap: str, workdir: Path) ->
     proc.wait(60)
     ids = read_ids(bootstrap, topics["telemetry"], {f"{drone}:{s}" for s in range(count)})
     end_session("127.0.0.1", mqtt_port, client_id)
-    return {"mode": mode, "count": count, "seconds": round(elapsed, 2),
+    return {"mode": mode, "backend": backend, "count": count, "seconds": round(elapsed, 2),
             "msgs_per_s": round(count / elapsed), "in_kafka": len(set(ids)),
             "duplicates": len(ids) - len(set(ids))}
 
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--mqtt-port", type=int)
     parser.add_argument("--kafka")
+    parser.add_argument("--backend", choices=("kafka-python", "confluent", "both"),
+                        default="kafka-python")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -115,9 +120,11 @@ def main() -> None:
         else:
             mqtt_port, bootstrap = args.mqtt_port, args.kafka
         try:
-            for mode in ("backlog", "live"):
-                print(json.dumps(run(mode, args.count, mqtt_port, bootstrap, workdir)),
-                      flush=True)
+            backends = ("kafka-python", "confluent") if args.backend == "both" else (args.backend,)
+            for backend in backends:
+                for mode in ("backlog", "live"):
+                    print(json.dumps(run(mode, args.count, mqtt_port, bootstrap, workdir,
+                                         backend)), flush=True)
         finally:
             if stack is not None:
                 stack.stop()

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 
+import pytest
 from gateway_testlib import (
+    BACKENDS,
     duplicates,
     metric,
     mqtt_topic,
@@ -30,10 +32,13 @@ import protocol
 from gateway import records
 
 
-def test_records_land_in_the_documented_format(stack, gateway_factory, publisher_factory):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_records_land_in_the_documented_format(stack, gateway_factory, publisher_factory,
+                                               backend):
     topics = topic_names(unique("fmt"))
     drone = unique("fmt-")
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone,
+                         backend=backend).start()
     gw.wait_ready()
     msgs = [telemetry(drone, 1), violation(drone, 2, code=21), violation(drone, 3, code=None),
             status(drone, 4, online=True)]

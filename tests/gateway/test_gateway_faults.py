@@ -9,7 +9,9 @@ import threading
 import time
 
 import psutil
+import pytest
 from gateway_testlib import (
+    BACKENDS,
     metric,
     read_ids,
     telemetry,
@@ -25,8 +27,9 @@ RECEIVE_MAXIMUM = 200
 RSS_LIMIT_BYTES = 400 * 1024 * 1024
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_kafka_outage_under_load_loses_nothing_and_stays_bounded(
-        stack, kafka_factory, gateway_factory, publisher_factory):
+        stack, kafka_factory, gateway_factory, publisher_factory, backend):
     kafka = kafka_factory()
     topics = topic_names(unique("outage"))
     drone = unique("outage-")
@@ -37,7 +40,8 @@ delivery_timeout_ms = 4000
 max_block_ms = 1000
 [limits]
 max_in_flight = {RECEIVE_MAXIMUM}
-""", mqtt_extra=f"receive_maximum = {RECEIVE_MAXIMUM}", log_level="DEBUG").start()
+""", mqtt_extra=f"receive_maximum = {RECEIVE_MAXIMUM}", log_level="DEBUG",
+                         backend=backend).start()
     gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     total = 6000
