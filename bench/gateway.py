@@ -898,6 +898,11 @@ class Bench:
                 rate=confluent_rate / 2, messages=half, backend="confluent")
             log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
             rows.append(row)
+            if gateway_rate:  # a control: the confluent gateway at the kafka-python one's pace
+                row, _ = self.gateway(rate=gateway_rate / 2, messages=half, backend="confluent")
+                row.name += " (same pace)"
+                log(f"{row.name}: p99 {fmt(row.p99_ms)} ms")
+                rows.append(row)
         if "gateway-pycrc" in only and has_crc32c():
             row, extra["gateway_pycrc"] = self.gateway(pure_crc=True)
             log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
