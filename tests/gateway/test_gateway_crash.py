@@ -69,15 +69,7 @@ def test_kill9_mid_stream_then_restart_loses_nothing(stack, gateway_factory, pub
 
 
 def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher_factory):
-    topics = topic_names(unique("pair"))
-    group = unique("pair-")
-    drone = unique("pair-")
-    a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwA-"), drone=drone).start()
-    b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwB-"), drone=drone).start()
-    a.wait_ready()
-    b.wait_ready()
+    topics, drone, a, b = _two_gateways_one_group(stack, gateway_factory, "pair")
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     thread, sent = _publish_in_background(pub, drone, 4000)
 
@@ -112,15 +104,7 @@ def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher
 
 def test_retire_drains_a_dead_members_share_and_leaves_the_group(stack, gateway_factory,
                                                                  publisher_factory):
-    topics = topic_names(unique("retire"))
-    group = unique("retire-")
-    drone = unique("retire-")
-    a = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwA-"), drone=drone).start()
-    b = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
-                        client_id=unique("gwB-"), drone=drone).start()
-    a.wait_ready()
-    b.wait_ready()
+    topics, drone, a, b = _two_gateways_one_group(stack, gateway_factory, "retire")
     a.kill()  # A is gone, but its session stays a member and collects its share
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     first = {pub.send(telemetry(drone, s)) for s in range(400)}
@@ -141,3 +125,15 @@ def test_retire_drains_a_dead_members_share_and_leaves_the_group(stack, gateway_
         stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5)
         if int(r.value["seq"]) >= 400)
     assert set(by_gateway) == {b.client_id}, by_gateway
+
+
+def _two_gateways_one_group(stack, gateway_factory, name: str):
+    """Two ready gateways, A and B, in one fresh share group, on the test's own topics and drone."""
+    topics = topic_names(unique(name))
+    group = unique(f"{name}-")
+    drone = unique(f"{name}-")
+    a, b = (gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, share_group=group,
+                            client_id=unique(f"gw{x}-"), drone=drone).start() for x in "AB")
+    a.wait_ready()
+    b.wait_ready()
+    return topics, drone, a, b
