@@ -3,10 +3,12 @@
     _mqtt_count.py HOST PORT CLIENT_ID FILTER COUNT
 
 QoS 1, persistent session (like the bridges), automatic PUBACK. Each message is kept as
-(receive time, payload) and nothing else is done with it until the parent asks. stdout lines:
-"ready" once subscribed, "done" after COUNT messages. On the stdin line "report" it prints
-"report <json>": count, first/last receive time, and per message id the receive latency, which
-it computes only then (decoding is not part of what is measured).
+(receive time, topic, payload) and nothing else is done with it until the parent asks. stdout
+lines: "ready" once subscribed, "done" after COUNT messages. On the stdin line "report" it
+prints "report <json>": count, duplicates, first/last receive time (s), and per message id its
+first receive time (wall-clock ms), which it decodes only then (decoding is not part of what is
+measured; the topic is needed because it carries the drone id and kind). The parent subtracts
+the publishers' own publish times.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def main() -> int:
 
     host, port, client_id, topic_filter, count = sys.argv[1:6]
     want = int(count)
-    got: list[tuple[int, bytes]] = []
+    got: list[tuple[int, str, bytes]] = []
 
     def on_connect(client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
@@ -35,7 +37,7 @@ def main() -> int:
         print("ready", flush=True)
 
     def on_message(_c: Any, _u: Any, msg: Any) -> None:
-        got.append((time.time_ns(), msg.payload))
+        got.append((time.time_ns(), msg.topic, msg.payload))
         if len(got) == want:
             print("done", flush=True)
 
@@ -53,20 +55,20 @@ def main() -> int:
     return 0
 
 
-def report(got: list[tuple[int, bytes]]) -> dict[str, Any]:
+def report(got: list[tuple[int, str, bytes]]) -> dict[str, Any]:
     import protocol
 
     ids: dict[str, float] = {}
     dup = 0
-    for received_ns, payload in got:
-        msg = protocol.decode(payload)
-        mid = protocol.message_id(msg)
+    for received_ns, topic, payload in got:
+        mid = protocol.message_id(protocol.decode(payload, topic))
         if mid in ids:
             dup += 1
-        ids[mid] = received_ns / 1e6 - msg.header.time_ms
+        else:
+            ids[mid] = received_ns / 1e6
     return {"count": len(got), "duplicates": dup,
             "first": got[0][0] / 1e9 if got else None, "last": got[-1][0] / 1e9 if got else None,
-            "latency_ms": ids}
+            "received_ms": ids}
 
 
 if __name__ == "__main__":

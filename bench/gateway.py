@@ -25,12 +25,15 @@ each keeping --window publishes in flight, through a real Mosquitto and into a r
 
 Figures (bench/README.md says more): msgs/s from the first publish to the last record's Kafka
 LogAppendTime (the topics are created with message.timestamp.type=LogAppendTime, so it is the
-broker's clock at append); latency = LogAppendTime - the publish time carried in the message's
-time_ms (1 ms resolution); CPU seconds and peak RSS (VmHWM) of the bridge process; lost = ids
-the broker acknowledged to a publisher but absent from Kafka after reading the topics to the end;
-dup = ids found more than once. It starts its own Mosquitto and Kafka on free ports in a
-temporary directory (or uses --mqtt/--kafka) and stops everything it started, by PID, also on
-error or when --timeout runs out. Loopback only.
+broker's clock at append); latency = LogAppendTime (MQTT limits: the subscriber's receive time)
+- the message's exact publish time, which each publisher takes with time.time_ns() just before
+handing the message to paho and reports per message id with its results. Not the message's
+time_ms: the protocol floors that to 40 ms, which would add 0-40 ms to every latency. Both ends
+read the same wall clock (one machine). CPU seconds and peak RSS (VmHWM) of the bridge process;
+lost = ids the broker acknowledged to a publisher but absent from Kafka after reading the topics
+to the end; dup = ids found more than once. It starts its own Mosquitto and Kafka on free ports
+in a temporary directory (or uses --mqtt/--kafka) and stops everything it started, by PID, also
+on error or when --timeout runs out. Loopback only.
 
 Exit status: 0 when every run completed (targets missed or not), 1 when a run failed, 2 for bad
 flags.
@@ -208,6 +211,11 @@ class Publishers:
     def publish_rate(self) -> float | None:
         last = max(d["last_ack"] for d in self.done.values())
         return self.acked / (last - self.first) if last > self.first else None
+
+    def sent_ms(self) -> dict[str, float]:
+        """Publish time (wall-clock ms, time.time_ns()) of every message sent, by message id."""
+        return {self.plan.message_id(p, i): t for p, d in self.done.items()
+                for i, t in enumerate(d["sent_ms"])}
 
     def acked_ids(self) -> set[str]:
         """Ids the broker acknowledged (PUBACK) to the publishers."""
@@ -403,10 +411,12 @@ class Bench:
 
     def bridge_run(self, name: str, tag: str, plan: Plan, launch: Callable[[], tuple[Child, int]],
                    topics: list[str], message_topics: list[str], client_id: str,
-                   read: Callable[[Any], tuple[str, int] | None]) -> tuple[Row, dict[str, int]]:
+                   read: Callable[[Any], str | None],
+                   ) -> tuple[Row, dict[str, int], dict[str, float]]:
         """Publish `plan` through a bridge and check Kafka. `launch` starts the bridge and
         returns it with the PID to account (it waits until the bridge is subscribed). `read`
-        turns a record into (message id, publish time ms) or None (not a message record)."""
+        turns a record into its message id or None (not a message record). Returns the row,
+        the other records per topic, and each message's publish time (ms) by id."""
         self.create_topics(topics)
         bridge, pid = launch()
         warm = self.warm_up(tag, message_topics, bridge)
@@ -426,7 +436,7 @@ class Bench:
             row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
             if note:
                 row.notes.append(note)
-            expected, first = pubs.acked_ids(), pubs.first
+            expected, first, sent = pubs.acked_ids(), pubs.first, pubs.sent_ms()
         finally:
             pubs.close()
         rc = self.stop_bridge(bridge, pid)
@@ -434,20 +444,20 @@ class Bench:
             row.notes.append(f"exit status {rc}")
         self.drop_session(client_id)
         per_topic: dict[str, int] = {}
-        seen: dict[str, list[tuple[int, int]]] = {}
+        seen: dict[str, list[int]] = {}
         types: set[int] = set()
         for rec in self.records(topics):
             if rec.topic not in message_topics:
                 if not _from_drones(rec, warm):
                     per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
                 continue
-            got = read(rec)
-            if got is not None and not got[0].startswith(warm):
+            mid = read(rec)
+            if mid is not None and not mid.startswith(warm):
                 per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
                 types.add(rec.timestamp_type)
-                seen.setdefault(got[0], []).append((rec.timestamp, got[1]))
-        self.account(row, expected, seen, first, types)
-        return row, per_topic
+                seen.setdefault(mid, []).append(rec.timestamp)
+        self.account(row, expected, seen, first, types, sent)
+        return row, per_topic, sent
 
     def warm_up(self, tag: str, message_topics: list[str], bridge: Child) -> str:
         """Send WARM_UP messages through the bridge and wait until they are in Kafka, so the
@@ -478,9 +488,11 @@ class Bench:
         return self.release(bridge, timeout=30)
 
     @staticmethod
-    def account(row: Row, expected: set[str], seen: dict[str, list[tuple[int, int]]],
-                first: float, timestamp_types: set[int]) -> None:
-        """Loss, duplicates, rate and latency of a run from what was found at the far end."""
+    def account(row: Row, expected: set[str], seen: dict[str, list[int]], first: float,
+                timestamp_types: set[int], sent: dict[str, float] | None) -> None:
+        """Loss, duplicates, rate and latency of a run from what was found at the far end:
+        `seen` holds the Kafka timestamps (ms) of each message id found, `sent` the publish
+        times (ms) by id (None: latency is not measured this way)."""
         row.found = len(seen.keys() & expected)
         row.lost = len(expected - seen.keys())
         row.duplicates = sum(len(v) - 1 for v in seen.values())
@@ -489,10 +501,12 @@ class Bench:
             row.notes.append(f"{extra} ids found that no PUBACK confirmed (published at the end)")
         if not seen:
             return
-        last = max(ts for v in seen.values() for ts, _ in v)
+        last = max(ts for v in seen.values() for ts in v)
         row.seconds = last / 1000 - first
         row.rate = row.found / row.seconds if row.seconds > 0 else None
-        lat = [v[0][0] - v[0][1] for v in seen.values()]
+        if sent is None:
+            return
+        lat = [v[0] - sent[mid] for mid, v in seen.items() if mid in sent]
         row.p50_ms, row.p99_ms = percentile(lat, 50), percentile(lat, 99)
         kinds = {0: "CreateTime", 1: "LogAppendTime"}
         row.latency = "Kafka " + "/".join(kinds.get(t, str(t)) for t in sorted(timestamp_types)) \
@@ -534,18 +548,18 @@ class Bench:
             self.wait_healthy(c, config)
             return c, pid
 
-        legs: dict[str, tuple[int, int]] = {}  # message id -> (to the gateway, gateway to Kafka)
+        stamps: dict[str, tuple[int, int]] = {}  # message id -> (gateway receipt, Kafka append)
 
-        def read(rec: Any) -> tuple[str, int] | None:
+        def read(rec: Any) -> str:
             v = json.loads(rec.value)
-            legs.setdefault(v["message_id"], (v["received_ms"] - v["time_ms"],
-                                              rec.timestamp - v["received_ms"]))
-            return v["message_id"], v["time_ms"]
+            stamps.setdefault(v["message_id"], (v["received_ms"], rec.timestamp))
+            return str(v["message_id"])
 
-        row, per_topic = self.bridge_run(
+        row, per_topic, sent = self.bridge_run(
             name, tag, plan, launch, list(topics.all()), [topics.telemetry, topics.violations],
             client_id, read)
-        measured = [leg for mid, leg in legs.items() if mid.startswith(f"{tag}p")]
+        measured = [(received - sent[mid], appended - received)
+                    for mid, (received, appended) in stamps.items() if mid in sent]
         if measured:
             (a50, a99), (b50, b99) = ((percentile(x, 50), percentile(x, 99))
                                       for x in zip(*measured, strict=True))
@@ -619,13 +633,13 @@ class Bench:
             c.expect("ready", 60)
             return c, c.pid
 
-        def read(rec: Any) -> tuple[str, int]:
-            msg = protocol.decode(rec.value)
-            return protocol.message_id(msg), msg.header.time_ms
+        def read(rec: Any) -> str:
+            # The bridge keys each record by its MQTT topic: the payload has no drone id or kind.
+            return protocol.message_id(protocol.decode(rec.value, rec.key.decode()))
 
         name = "naive bridge" + (f" @ {rate:,.0f}/s" if rate else "")
-        row, _ = self.bridge_run(name, tag, self.plan(tag, messages=messages, rate=rate), launch,
-                                 [topic], [topic], client_id, read)
+        row, _, _ = self.bridge_run(name, tag, self.plan(tag, messages=messages, rate=rate),
+                                    launch, [topic], [topic], client_id, read)
         return row
 
     # -- 3. the MQTT limit ---------------------------------------------------------------------
@@ -651,7 +665,7 @@ class Bench:
             self.broker_delta(row, brokers0)
             row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
             row.messages = pubs.acked
-            expected, first = pubs.acked_ids(), pubs.first
+            expected, first, sent = pubs.acked_ids(), pubs.first, pubs.sent_ms()
         finally:
             pubs.close()
         c.send("report")
@@ -661,7 +675,7 @@ class Bench:
         row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
         if note:
             row.notes.append(note)
-        self.account_mqtt(row, expected, report["latency_ms"], report["duplicates"],
+        self.account_mqtt(row, expected, report["received_ms"], sent, report["duplicates"],
                           report["last"], first)
         return row
 
@@ -683,15 +697,16 @@ class Bench:
                     return f"stalled: not all messages arrived within {self.args.stall:.0f} s"
 
     @staticmethod
-    def account_mqtt(row: Row, expected: set[str], latency_ms: dict[str, float], dup: int,
-                     last: float | None, first: float) -> None:
-        row.found = len(latency_ms.keys() & expected)
-        row.lost = len(expected - latency_ms.keys())
+    def account_mqtt(row: Row, expected: set[str], received: dict[str, float],
+                     sent: dict[str, float], dup: int, last: float | None, first: float) -> None:
+        """Like `account`, from each message id's first receive time (ms) at a subscriber."""
+        row.found = len(received.keys() & expected)
+        row.lost = len(expected - received.keys())
         row.duplicates = dup
         if last:
             row.seconds = last - first
             row.rate = row.found / row.seconds if row.seconds > 0 else None
-        lat = list(latency_ms.values())
+        lat = [t - sent[mid] for mid, t in received.items() if mid in sent]
         row.p50_ms, row.p99_ms = percentile(lat, 50), percentile(lat, 99)
         row.latency = "subscriber receive time - publish time"
 
@@ -711,7 +726,9 @@ class Bench:
         self.release(prime)
         out_path = self.dir / f"{client_id}.out"
         with out_path.open("wb") as out:
-            c = self.child(client_id, [*base, "-C", str(plan.messages), "-F", "%U %x"],
+            # Receive time (Unix seconds, ns digits), topic (it names the drone and the kind),
+            # payload in hex: one line per message.
+            c = self.child(client_id, [*base, "-C", str(plan.messages), "-F", "%U %t %x"],
                            stdout=out)
         pubs = self.publishers(plan)
         try:
@@ -735,7 +752,7 @@ class Bench:
             row = Row(name, "mqtt-limit" if not rate else "control", pubs.acked)
             self.broker_delta(row, brokers0)
             row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
-            expected, first = pubs.acked_ids(), pubs.first
+            expected, first, sent = pubs.acked_ids(), pubs.first, pubs.sent_ms()
         finally:
             pubs.close()
         self.release(c)
@@ -744,16 +761,15 @@ class Bench:
         row.notes.append("CPU read up to 50 ms before it exits")
         if note:
             row.notes.append(note)
-        latency: dict[str, float] = {}
+        received: dict[str, float] = {}
         dup, last = 0, None
         for line in out_path.read_text().splitlines():
-            stamp, _, hexed = line.partition(" ")
-            msg = protocol.decode(bytes.fromhex(hexed))
-            mid = protocol.message_id(msg)
-            dup += mid in latency
-            latency[mid] = float(stamp) * 1000 - msg.header.time_ms
+            stamp, mqtt_topic, hexed = line.split(" ", 2)
+            mid = protocol.message_id(protocol.decode(bytes.fromhex(hexed), mqtt_topic))
+            dup += mid in received
+            received.setdefault(mid, float(stamp) * 1000)
             last = float(stamp)
-        self.account_mqtt(row, expected, latency, dup, last, first)
+        self.account_mqtt(row, expected, received, sent, dup, last, first)
         return row
 
     # -- 4. the Kafka limit --------------------------------------------------------------------
@@ -782,17 +798,16 @@ class Bench:
         row.cpu_s, row.peak_rss_mb = usage.cpu_s, usage.peak_rss / 2**20
         if result["errors"]:
             row.notes.append(f"produce errors: {result['errors']}")
-        seen: dict[str, list[tuple[int, int]]] = {}
+        seen: dict[str, list[int]] = {}
         types: set[int] = set()
         for rec in self.records([topics.telemetry, topics.violations]):
             types.add(rec.timestamp_type)
-            v = json.loads(rec.value)
-            seen.setdefault(v["message_id"], []).append((rec.timestamp, v["time_ms"]))
+            seen.setdefault(json.loads(rec.value)["message_id"], []).append(rec.timestamp)
         expected = {plan.message_id(p, i) for p in range(plan.publishers)
                     for i in range(plan.share(p))}
-        self.account(row, expected, seen, result["first"], types)
         # Every record was built before the clock started: the latency that means something is
         # the producer's send -> ack, as ProducerPerformance reports it.
+        self.account(row, expected, seen, result["first"], types, sent=None)
         row.p50_ms, row.p99_ms = result["p50_ms"], result["p99_ms"]
         row.latency = "producer send -> ack"
         row.notes.append(f"{n_records} records incl. {n_records - plan.messages} alerts, "

@@ -7,8 +7,10 @@ kafka-python's `producer.send` with default settings and returns, and paho ackno
 message (PUBACK) as soon as on_message returns, before Kafka has it ("early ack"): a crash
 loses whatever the producer still buffers. It subscribes with a persistent session
 (clean_session=False) so the broker queues for it while it is away. No validation, no dedupe,
-no dead letters: the raw msgpack goes to one topic. The "ready" line and the SIGTERM handler are
-there only so the bench can drive it.
+no dead letters: the raw msgpack goes to one topic, keyed by the MQTT topic (which carries the
+drone id and the kind the payload leaves out; keyed, like the gateway's records, so a drone's
+messages stay in one partition). The "ready" line and the SIGTERM handler are there only so the
+bench can drive it.
 """
 
 import signal
@@ -30,7 +32,7 @@ def on_subscribe(client, userdata, mid, reasons, properties):
 
 
 def on_message(client, userdata, msg):
-    producer.send(topic, msg.payload)
+    producer.send(topic, msg.payload, key=msg.topic.encode())
 
 
 client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)

@@ -36,22 +36,39 @@ from protocol import (
     Vehicle,
     Violation,
 )
+from protocol._codec import to_wire  # the validating half of encode, for the msgspec pairing
 
 try:
     import msgspec
 except ImportError:  # optional: only for the comparison
     msgspec = None
 
-HEADER = Header("nyc-0007", 123_456, 1_748_779_200_123, TimeSource.GPS)
+HEADER = Header("nyc-0007", 123_456, 1_748_779_200_120, TimeSource.GPS)
 POSITION = Position(40.7579747, -73.9855426, 120.0)
+TELEMETRY = Telemetry(HEADER, POSITION, 271.5, 8.3, 87, StatusFlags.NONE)
 VIOLATION = Violation(HEADER, POSITION, "ABC1234", "NY", 0.93, 21, "0123456789abcdef")
 SAMPLES: dict[str, protocol.Message] = {
-    "telemetry": Telemetry(HEADER, POSITION, 271.5, 8.3, 87, StatusFlags.NONE),
+    "telemetry": TELEMETRY,
     "violation": VIOLATION,
     "violation+vehicle": replace(VIOLATION, vehicle=Vehicle("TOYOT", "WH", "SUBN")),
     "status": Status(HEADER, True),
 }
-TARGETS = {"telemetry": 32, "violation": 64}
+_ALL_FLAGS = StatusFlags(63)
+# Telemetry at the top of the realistic envelope (tests/protocol: seq up to 2**32-1, any time and
+# place, alt -128..255 m, speed 0..25.5 m/s, any heading, battery and flags), and with every
+# field at its range limit. Sizes only: the rates are for the typical samples above.
+ENVELOPE_MAX = Telemetry(replace(HEADER, seq=2**32 - 1), Position(-89.9999999, -179.9999999, 255),
+                         359.9, 25.5, 100, _ALL_FLAGS)
+ABSOLUTE_MAX = Telemetry(replace(HEADER, seq=2**32 - 1), Position(90, 180, 10000), 359.9, 200,
+                         100, _ALL_FLAGS)
+SIZE_SAMPLES: dict[str, protocol.Message] = {
+    "telemetry": TELEMETRY,
+    "telemetry envelope max": ENVELOPE_MAX,
+    "telemetry absolute max": ABSOLUTE_MAX,
+    **{k: v for k, v in SAMPLES.items() if k != "telemetry"},
+}
+TARGETS = {"telemetry": 32, "telemetry envelope max": 32, "telemetry absolute max": 32,
+           "violation": 64}
 DERIVED = ("message_id", "time", "qualified", "schema")  # JSON conveniences, not facts
 
 
@@ -81,24 +98,31 @@ def csv_line(msg: protocol.Message) -> bytes:
     return (";".join("" if c is None else str(c) for c in cols) + "\n").encode()
 
 
-def mqtt_publish_bytes(msg: protocol.Message, payload: int) -> int:
-    """Bytes of the MQTT 3.1.1 QoS 1 PUBLISH carrying it: fixed header, topic, packet id."""
-    name = protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
-    remaining = 2 + len(name) + 2 + payload
+def topic_of(msg: protocol.Message) -> str:
+    """The topic the message is published on: it carries the drone id and the kind."""
+    return protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
+
+
+def mqtt_publish_bytes(topic: str, payload: int) -> int:
+    """Bytes of the MQTT 3.1.1 QoS 1 PUBLISH carrying it: fixed header, topic, packet id, payload
+    (MQTT 5 adds one byte: the empty property length)."""
+    remaining = 2 + len(topic.encode()) + 2 + payload
     return 1 + (1 if remaining < 128 else 2) + remaining
 
 
 def sizes() -> list[dict[str, Any]]:
     rows = []
-    for name, msg in SAMPLES.items():
+    for name, msg in SIZE_SAMPLES.items():
         packed = len(protocol.encode(msg))
+        topic = topic_of(msg)
         rows.append({
             "kind": name,
             "msgpack": packed,
             "json": len(facts_json(msg)),
             "csv": len(csv_line(msg)),
             "target": TARGETS.get(name),
-            "mqtt_publish": mqtt_publish_bytes(msg, packed),
+            "topic": len(topic.encode()),
+            "mqtt_publish": mqtt_publish_bytes(topic, packed),
         })
     return rows
 
@@ -135,24 +159,21 @@ Pair = tuple[Callable[[], object], Callable[[], object]]
 
 
 def candidates(msg: protocol.Message) -> dict[str, Pair]:
-    """name -> (encode, decode) callables for one message."""
+    """name -> (encode, decode) callables for one message; every decode is given the topic."""
     data = protocol.encode(msg)
+    topic = topic_of(msg)
     wire = _wire(msg)
     doc = protocol.to_json(msg)
-    from protocol._codec import to_wire  # the validating half of encode, for the msgspec pairing
 
     out: dict[str, Pair] = {
-        "protocol (msgpack)": (lambda: protocol.encode(msg), lambda: protocol.decode(data)),
+        "protocol (msgpack)": (lambda: protocol.encode(msg), lambda: protocol.decode(data, topic)),
         "raw msgpack, no checks": (lambda: msgpack.packb(wire), lambda: msgpack.unpackb(data)),
         "protocol to/from_json": (lambda: protocol.to_json(msg), lambda: protocol.from_json(doc)),
     }
     if msgspec is not None:
-        typed = _msgspec_decoder(protocol.kind_of(msg).value)
         enc = msgspec.msgpack.Encoder()
-        out["msgspec typed"] = (
-            lambda: enc.encode(to_wire(msg, protocol.LocalProtocolError)),
-            lambda: _from_struct(typed.decode(data)),
-        )
+        out["msgspec typed"] = (lambda: msgspec_encode(enc, msg),
+                                lambda: msgspec_decode(data, topic))
         raw = msgspec.msgpack.Decoder()
         out["raw msgspec, no checks"] = (lambda: enc.encode(wire), lambda: raw.decode(data))
     return out
@@ -170,14 +191,27 @@ def rates(seconds: float, repeat: int) -> list[dict[str, Any]]:
 # --- msgspec: the same layout as typed array-like structs with constraints -----------------------
 
 
+def msgspec_encode(enc: Any, msg: protocol.Message) -> bytes:
+    """The payload by msgspec: our validation (`to_wire` gives the logical array, with the topic's
+    kind and drone id at 1 and 2), then msgspec packs the payload positions."""
+    logical = to_wire(msg, protocol.LocalProtocolError)
+    return enc.encode([logical[0], *logical[3:]])
+
+
+def msgspec_decode(data: bytes, topic: str) -> protocol.Message:
+    """The message by msgspec: the topic names the drone and picks the kind's struct."""
+    drone_id, kind = protocol.parse_topic(topic)
+    return _from_struct(_MSGSPEC_DECODERS[kind.value].decode(data), drone_id)
+
+
 def _msgspec_decoder(kind: str) -> Any:
-    """A msgspec decoder enforcing the 1.0 layout's types and ranges in C (what it can express:
-    not the time-source bits or ms < 1000; the remaining checks run in `_from_struct`)."""
+    """A msgspec decoder enforcing the 1.0 payload's types and ranges in C (what it can express:
+    not the time-source bits; the remaining checks run in `_from_struct`)."""
     from typing import Annotated, Literal, Optional
 
     from msgspec import Meta, Struct
 
-    from protocol._validate import DRONE_ID_RE, PLATE_RE, REGION_RE, VEHICLE_TEXT_RE
+    from protocol._validate import PLATE_RE, REGION_RE, VEHICLE_TEXT_RE
 
     def pat(rx: Any) -> Any:
         return Meta(pattern=f"^{rx.pattern}$")
@@ -186,18 +220,16 @@ def _msgspec_decoder(kind: str) -> Any:
     Codes = Literal[tuple(protocol.VIOLATION_CODES)]  # type: ignore[valid-type]
     Detail = Optional[Annotated[str, pat(VEHICLE_TEXT_RE)]]  # noqa: UP045
 
-    class Head(Struct, array_like=True):
+    class Head(Struct, array_like=True):  # no kind, no drone id: the topic carries them
         version: Int(16, 31)  # type: ignore[valid-type]
-        kind: int
-        drone_id: Annotated[str, pat(DRONE_ID_RE)]
         seq: Int(0, 2**32 - 1)  # type: ignore[valid-type]
         time_s: Int(1_577_836_800, 4_102_444_799)  # type: ignore[valid-type]
-        time_sub: Int(0, 3999)  # type: ignore[valid-type]
+        time_sub: Int(0, 99)  # type: ignore[valid-type]
 
     class T(Head, array_like=True):
         lat: Int(-900_000_000, 900_000_000)  # type: ignore[valid-type]
         lon: Int(-1_800_000_000, 1_800_000_000)  # type: ignore[valid-type]
-        alt: Int(-10_000, 100_000)  # type: ignore[valid-type]
+        alt: Int(-1000, 10_000)  # type: ignore[valid-type]
         heading: Int(0, 3599)  # type: ignore[valid-type]
         speed: Int(0, 2000)  # type: ignore[valid-type]
         battery: Int(0, 100)  # type: ignore[valid-type]
@@ -206,7 +238,7 @@ def _msgspec_decoder(kind: str) -> Any:
     class V(Head, array_like=True):
         lat: Int(-900_000_000, 900_000_000)  # type: ignore[valid-type]
         lon: Int(-1_800_000_000, 1_800_000_000)  # type: ignore[valid-type]
-        alt: Int(-10_000, 100_000)  # type: ignore[valid-type]
+        alt: Int(-1000, 10_000)  # type: ignore[valid-type]
         plate: Annotated[str, pat(PLATE_RE)]
         region: Annotated[str, pat(REGION_RE)]
         confidence: Int(0, 100)  # type: ignore[valid-type]
@@ -223,12 +255,15 @@ def _msgspec_decoder(kind: str) -> Any:
     return msgspec.msgpack.Decoder(struct)
 
 
-def _from_struct(s: Any) -> protocol.Message:
-    header = Header(s.drone_id, s.seq, s.time_s * 1000 + (s.time_sub >> 2),
-                    TimeSource(s.time_sub & 3))
+_MSGSPEC_DECODERS: dict[str, Any] = {}  # kind -> decoder, filled in main() when msgspec is there
+
+
+def _from_struct(s: Any, drone_id: str) -> protocol.Message:
+    header = Header(drone_id, s.seq, s.time_s * 1000 + (s.time_sub >> 2) * 40,
+                    TimeSource(s.time_sub & 3))  # ValueError for source 3, as decode refuses it
     if hasattr(s, "online"):
         return Status(header, s.online)
-    position = Position(s.lat / 10**7, s.lon / 10**7, s.alt / 10)
+    position = Position(s.lat / 10**7, s.lon / 10**7, float(s.alt))
     if hasattr(s, "flags"):
         return Telemetry(header, position, s.heading / 10, s.speed / 10, s.battery,
                          StatusFlags(s.flags))
@@ -243,15 +278,18 @@ def print_tables(result: dict[str, Any]) -> None:
     print(f"# bench/protocol  {result['machine']}")
     print(f"# python {result['python']}, msgpack {result['msgpack']}, msgspec {result['msgspec']}")
     print()
-    print(f"{'bytes per message':<20}{'msgpack':>8}{'target':>8}{'JSON':>7}{'CSV':>6}"
-          f"{'% of JSON':>11}{'% of CSV':>10}{'MQTT PUBLISH':>14}")
+    print(f"{'bytes per message':<24}{'msgpack':>8}{'target':>8}{'JSON':>7}{'CSV':>6}"
+          f"{'% of JSON':>11}{'% of CSV':>10}{'topic':>7}{'MQTT PUBLISH':>14}")
     for r in result["sizes"]:
         target = "" if r["target"] is None else f"<={r['target']}"
-        print(f"{r['kind']:<20}{r['msgpack']:>8}{target:>8}{r['json']:>7}{r['csv']:>6}"
+        print(f"{r['kind']:<24}{r['msgpack']:>8}{target:>8}{r['json']:>7}{r['csv']:>6}"
               f"{100 * r['msgpack'] / r['json']:>10.0f}%{100 * r['msgpack'] / r['csv']:>9.0f}%"
-              f"{r['mqtt_publish']:>14}")
-    print("(JSON: the facts with canonical names, compact; CSV: one ';' line like the seed data;")
-    print(" MQTT PUBLISH: the whole QoS 1 packet with its topic, MQTT 3.1.1)")
+              f"{r['topic']:>7}{r['mqtt_publish']:>14}")
+    print("(msgpack: the payload; the drone id and kind are in the topic. JSON: the facts with")
+    print(" canonical names, compact; CSV: one ';' line like the seed data. envelope max: seq")
+    print(" 2**32-1, alt 255 m, heading 359.9, 25.5 m/s, battery 100, all flags; absolute max:")
+    print(" every field at its range limit. MQTT PUBLISH: the whole QoS 1 packet, topic included,")
+    print(" MQTT 3.1.1)")
     print()
     print(f"{'msgs/s, one thread':<20}{'implementation':<26}{'encode':>12}{'decode':>12}")
     for r in result["rates"]:
@@ -270,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.repeat < 1:
         parser.error("--seconds must be > 0 and --repeat >= 1")
+    if msgspec is not None:
+        _MSGSPEC_DECODERS.update({k.value: _msgspec_decoder(k.value) for k in protocol.Kind})
     result: dict[str, Any] = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": platform.python_version(),
@@ -281,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     if msgspec is not None:
         enc = msgspec.msgpack.Encoder()
         result["msgspec_bytes_identical"] = all(
-            enc.encode(_wire(m)) == protocol.encode(m) for m in SAMPLES.values())
+            msgspec_encode(enc, m) == protocol.encode(m)
+            and msgspec_decode(protocol.encode(m), topic_of(m)) == m
+            for m in SIZE_SAMPLES.values())
     if args.json:
         print(json.dumps(result, indent=1))
     else:

@@ -20,8 +20,8 @@ from .config import TopicsConfig
 from .records import OutRecord, Receipt, alert_record, dead_letter_record, message_record
 
 # Dead-letter reasons of the gateway's own (the protocol's `ProtocolError.code`s are the others).
-DRONE_MISMATCH = "drone_mismatch"  # topic drone id != payload drone id: a forged sender
-KIND_MISMATCH = "kind_mismatch"  # topic kind != payload kind
+# The drone id and kind come from the topic alone (the payload does not repeat them), so there is
+# no topic/payload mismatch to detect: the broker's ACL is what ties a client to its topic.
 BAD_TOPIC_ENCODING = "bad_topic"  # the MQTT topic is not UTF-8
 INTERNAL_ERROR = "internal_error"  # a bug in the gateway while routing; the input is kept
 
@@ -68,20 +68,11 @@ def _route(topic: str | bytes, payload: bytes, receipt: Receipt, settings: Route
         return _dead(exc.code, str(exc), payload, receipt, settings,
                      drone_id=_drone_segment(topic), path=exc.path)
     try:
-        msg = protocol.decode(payload)
+        msg = protocol.decode(payload, topic)
     except protocol.ProtocolError as exc:
         return _dead(exc.code, str(exc), payload, receipt, settings, drone_id=topic_drone,
                      path=exc.path)
-    header = msg.header
-    if header.drone_id != topic_drone:
-        return _dead(DRONE_MISMATCH,
-                     f"topic is for drone {topic_drone!r}, payload says {header.drone_id!r}",
-                     payload, receipt, settings, drone_id=topic_drone, path="$.header.drone_id")
-    kind = protocol.kind_of(msg)
-    if kind != topic_kind:
-        return _dead(KIND_MISMATCH, f"topic is for {topic_kind.value}, payload is {kind.value}",
-                     payload, receipt, settings, drone_id=topic_drone)
-    return _accept(msg, kind, receipt, settings)
+    return _accept(msg, topic_kind, receipt, settings)
 
 
 def _accept(msg: protocol.Message, kind: protocol.Kind, receipt: Receipt,

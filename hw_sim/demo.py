@@ -58,7 +58,9 @@ DELIVERY_TIMEOUT_S = 60.0  # after the drones stopped: how long the rest may tak
 TICK_S = 0.2
 TTY_PROGRESS_S = 1.0
 LOG_PROGRESS_S = 5.0  # when stdout is a file or a CI log: one full line every few seconds
-LATENCY_BASIS = "drone time_ms to the Kafka record timestamp, which the gateway's producer sets"
+LATENCY_BASIS = (
+    "drone time_ms (1/25 s resolution: up to 40 ms early) to the Kafka record timestamp, which the"
+    " gateway's producer sets")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 

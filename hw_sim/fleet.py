@@ -401,7 +401,8 @@ class Fleet:
 
             seq = put(kind, keep, **kwargs)
             if kind == "violation" and seq is not None and payloads:
-                violation = protocol.decode(payloads[-1])
+                violation = protocol.decode(
+                    payloads[-1], protocol.topic(drone.drone_id, protocol.Kind.VIOLATION))
                 with self._lock:
                     drone.accepted.append(violation)  # type: ignore[arg-type]
             return seq

@@ -4,7 +4,8 @@ Bytes in, messages out; messages in, bytes out. No sockets, clocks, threads or l
 and the gateway own all I/O. The byte-level spec is docs/protocol.md, with test vectors in
 docs/protocol-vectors.json.
 
-    encode(msg) -> bytes            decode(data) -> msg
+    encode(msg) -> payload          decode(payload, topic) -> msg
+                                    (the topic carries the drone id and the kind)
     to_json(msg) -> dict            from_json(d) -> msg
     topic(drone_id, kind) -> str    parse_topic(topic) -> (drone_id, kind)
     message_id(msg) -> "<drone_id>:<seq>"

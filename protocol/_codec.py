@@ -1,5 +1,12 @@
 """Bytes <-> messages. One msgpack array per message, fields by position (docs/protocol.md).
 
+    payload:  [schema, seq, time_s, time_sub, <kind's fields>...]
+    topic:    presacop/v1/drones/<drone_id>/<kind>
+
+The drone id and the kind travel once, in the MQTT topic (which the broker can authenticate, and
+which every PUBLISH carries anyway), not again in the payload. Inside this module a message is
+handled as its *logical* array, the payload with the topic's two facts put back at 1 and 2:
+
     [schema, kind, drone_id, seq, time_s, time_sub, <kind's fields>...]
 
 Decoding is bounded before anything is allocated: the payload's length is checked against
@@ -28,6 +35,7 @@ from protocol._messages import (
     HEADING_SCALE,
     LAT_LON_SCALE,
     SPEED_SCALE,
+    TIME_TICK_MS,
     Header,
     Kind,
     Message,
@@ -39,13 +47,14 @@ from protocol._messages import (
     Vehicle,
     Violation,
 )
+from protocol._topics import parse_topic
 
 SCHEMA_MAJOR = 1
 SCHEMA_MINOR = 0
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 WIRE_VERSION = SCHEMA_MAJOR << 4 | SCHEMA_MINOR  # one byte on the wire: 0x10 for 1.0
 
-MAX_MESSAGE_SIZE = 512  # bytes; the largest 1.0 message is ~130 bytes, the rest is for minors
+MAX_MESSAGE_SIZE = 512  # bytes; the largest 1.0 message is under 100 bytes, the rest is for minors
 MAX_FIELDS = 64  # top-level array length any minor of major 1 may use
 _LIMITS: dict[str, int] = {  # per msgpack value, for every minor of major 1
     "max_str_len": 255,
@@ -80,27 +89,41 @@ HEADING_RANGE = (0, 360 * HEADING_SCALE - 1)
 SPEED_RANGE = (0, 200 * SPEED_SCALE)
 CONFIDENCE_RANGE = (0, CONFIDENCE_SCALE)
 FLAGS_MAX = sum(int(flag) for flag in StatusFlags.__members__.values())  # every defined bit
-MS_SHIFT = 2  # time_sub = ms << 2 | time_source
+SUB_SHIFT = 2  # time_sub = tick << 2 | time_source, tick = (ms % 1000) // TIME_TICK_MS
+TICKS_PER_SECOND = 1000 // TIME_TICK_MS
+SUB_MAX = (TICKS_PER_SECOND - 1) << SUB_SHIFT | 3
+TOPIC_FIELDS = 2  # logical positions 1 and 2 (kind, drone_id) come from the topic
 
 
 def _path(kind: Kind | None, index: int) -> str:
+    """The path of logical position `index`; past the known fields, the payload's index."""
     names = FIELDS[kind] if kind is not None else _HEADER_FIELDS
     if index < len(names):
         name = names[index]
         return "$.time_ms" if name == "time_sub" else f"$.{name}"
-    return f"$[{index}]"
+    return f"$[{index - TOPIC_FIELDS}]"
+
+
+def _logical(payload: list[Any], drone_id: str, kind: Kind) -> list[Any]:
+    """The payload array with the topic's kind and drone id at logical positions 1 and 2."""
+    if not payload:
+        return payload  # no schema: _envelope says so
+    return [payload[0], WIRE_KIND[kind], drone_id, *payload[1:]]
 
 
 # --- encode -------------------------------------------------------------------------------------
 
 
 def encode(msg: Message) -> bytes:
-    """The message as msgpack bytes. Raises LocalProtocolError if it is invalid."""
-    return msgpack.packb(to_wire(msg, LocalProtocolError), use_bin_type=True)
+    """The message's payload as msgpack bytes; publish it on `topic(drone_id, kind)`, which
+    carries the drone id and the kind. Raises LocalProtocolError if the message is invalid."""
+    logical = to_wire(msg, LocalProtocolError)
+    del logical[1 : 1 + TOPIC_FIELDS]
+    return msgpack.packb(logical, use_bin_type=True)
 
 
 def to_wire(msg: object, err: ErrorClass) -> list[Any]:
-    """The message's wire array (plain ints/str/bytes/None), validated; raises `err`."""
+    """The message's logical array (plain ints/str/bytes/None), validated; raises `err`."""
     if isinstance(msg, Telemetry):
         return [*_header_to_wire(msg.header, Kind.TELEMETRY, err), *_telemetry_body(msg, err)]
     if isinstance(msg, Violation):
@@ -118,7 +141,8 @@ def _header_to_wire(header: object, kind: Kind, err: ErrorClass) -> list[Any]:
     seq = v.int_in(header.seq, "$.seq", 0, v.UINT32_MAX, err)
     secs, ms = divmod(v.time_ms(header.time_ms, "$.time_ms", err), 1000)
     source = v.int_in(header.time_source, "$.time_source", 0, max(TimeSource), err)
-    return [WIRE_VERSION, WIRE_KIND[kind], drone_id, seq, secs, ms << MS_SHIFT | source]
+    return [WIRE_VERSION, WIRE_KIND[kind], drone_id, seq, secs,
+            ms // TIME_TICK_MS << SUB_SHIFT | source]
 
 
 def _position_to_wire(pos: object, err: ErrorClass) -> list[int]:
@@ -171,14 +195,17 @@ def _vehicle_to_wire(vehicle: object, err: ErrorClass) -> list[str | None]:
 # --- decode -------------------------------------------------------------------------------------
 
 
-def decode(data: bytes | bytearray | memoryview) -> Message:
-    """The message in `data`. Raises RemoteProtocolError (code, path) for anything invalid, and
-    nothing else: no msgpack, Unicode or memory error escapes."""
-    return from_wire(unpack(data))
+def decode(data: bytes | bytearray | memoryview, topic: str) -> Message:
+    """The message in payload `data` received on MQTT `topic`, which names its drone and kind.
+    Raises TopicError for a malformed topic and RemoteProtocolError (code, path) for an invalid
+    payload, and nothing else: no msgpack, Unicode or memory error escapes."""
+    drone_id, kind = parse_topic(topic)
+    return from_wire(_logical(unpack(data, kind), drone_id, kind))
 
 
-def unpack(data: object) -> list[Any]:
-    """The payload's top-level msgpack array, within the size limits; raises RemoteProtocolError."""
+def unpack(data: object, kind: Kind | None = None) -> list[Any]:
+    """The payload's top-level msgpack array, within the size limits; raises RemoteProtocolError
+    (with field paths of `kind` when it is known)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise RemoteProtocolError("bad_type", f"expected bytes, got {type(data).__name__}", "$")
     size = memoryview(data).nbytes
@@ -189,7 +216,7 @@ def unpack(data: object) -> list[Any]:
     except msgpack.ExtraData:
         raise RemoteProtocolError("trailing_bytes", "bytes after the message's array") from None
     except Exception:  # every msgpack failure becomes a precise ProtocolError below
-        raise _diagnose(data) from None
+        raise _diagnose(data, kind) from None
     if not isinstance(obj, list):
         raise RemoteProtocolError("bad_type", f"expected an array, got {type(obj).__name__}", "$")
     return obj
@@ -198,7 +225,7 @@ def unpack(data: object) -> list[Any]:
 _NEVER_USED = b"\xc1"  # the one byte msgpack reserves
 
 
-def _diagnose(data: bytes | bytearray | memoryview) -> ProtocolError:
+def _diagnose(data: bytes | bytearray | memoryview, kind: Kind | None) -> ProtocolError:
     """Why `data` does not unpack, found by unpacking it one field at a time (slow path only)."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
                                 max_buffer_size=MAX_MESSAGE_SIZE, **_LIMITS)
@@ -213,17 +240,14 @@ def _diagnose(data: bytes | bytearray | memoryview) -> ProtocolError:
         return RemoteProtocolError("bad_type", "expected a msgpack array", "$")
     if count > MAX_FIELDS:
         return RemoteProtocolError("oversized", f"{count} fields > {MAX_FIELDS}", "$")
-    kind: Kind | None = None
     for index in range(count):
-        path = _path(kind, index)
+        path = _path(kind, index + TOPIC_FIELDS if index else 0)
         try:
-            value = unpacker.unpack()
+            unpacker.unpack()  # a field at a time, to name the one that fails
         except msgpack.OutOfData:
             return RemoteProtocolError("truncated", "the payload ends inside this field", path)
         except Exception as exc:  # anything else msgpack may raise, translated
             return _unpack_error(exc, path)
-        if index == 1 and v.is_int(value):
-            kind = _KIND_OF_WIRE.get(value)
     return RemoteProtocolError("malformed", "not valid msgpack")
 
 
@@ -236,7 +260,7 @@ def _unpack_error(exc: Exception, path: str) -> ProtocolError:
 
 
 def from_wire(fields: Sequence[Any]) -> Message:
-    """The message of a wire array; raises RemoteProtocolError."""
+    """The message of a logical array; raises RemoteProtocolError."""
     kind, minor = _envelope(fields)
     fields = _fit_length(fields, kind, minor)
     header = _header_from_wire(fields)
@@ -266,7 +290,7 @@ def validated_wire(msg: object, err: ErrorClass) -> Sequence[Any]:
 
 
 def _envelope(fields: Sequence[Any]) -> tuple[Kind, int]:
-    """(kind, minor) of a wire array. The version goes first: a new major may change the rest."""
+    """(kind, minor) of a logical array. The version goes first: a new major may change the rest."""
     err = RemoteProtocolError
     if not fields:
         raise err("missing_field", "empty array", "$.schema")
@@ -291,12 +315,14 @@ def _fit_length(fields: Sequence[Any], kind: Kind, minor: int) -> Sequence[Any]:
     names = FIELDS[kind]
     required = len(names) - _OPTIONAL_TAIL[kind]
     if len(fields) < required:
-        raise RemoteProtocolError("missing_field", f"{kind.value} needs {required} fields, got "
-                                  f"{len(fields)}", _path(kind, len(fields)))
+        raise RemoteProtocolError("missing_field", f"{kind.value} needs {required - TOPIC_FIELDS} "
+                                  f"fields, got {len(fields) - TOPIC_FIELDS}",
+                                  _path(kind, len(fields)))
     if len(fields) > len(names):
         if minor <= SCHEMA_MINOR:
             raise RemoteProtocolError("extra_field", f"{kind.value} {SCHEMA_MAJOR}.{minor} has "
-                                      f"{len(names)} fields, got {len(fields)}", f"$[{len(names)}]")
+                                      f"{len(names) - TOPIC_FIELDS} fields, got "
+                                      f"{len(fields) - TOPIC_FIELDS}", _path(kind, len(names)))
         return fields[: len(names)]
     return fields
 
@@ -308,11 +334,12 @@ def _header_from_wire(fields: Sequence[Any]) -> Header:
     # The window's ends are whole seconds, so checking the seconds checks the time.
     secs = v.int_in(fields[4], "$.time_ms", v.TIME_MIN_MS // 1000, v.TIME_MAX_MS // 1000 - 1, err,
                     code="invalid_time")
-    sub = v.int_in(fields[5], "$.time_ms", 0, 999 << MS_SHIFT | 3, err)
-    source = sub & ((1 << MS_SHIFT) - 1)
+    sub = v.int_in(fields[5], "$.time_ms", 0, SUB_MAX, err)
+    source = sub & ((1 << SUB_SHIFT) - 1)
     if source > max(TimeSource):
         raise err("out_of_range", f"unknown time source {source}", "$.time_source")
-    return Header(drone_id, seq, secs * 1000 + (sub >> MS_SHIFT), TimeSource(source))
+    return Header(drone_id, seq, secs * 1000 + (sub >> SUB_SHIFT) * TIME_TICK_MS,
+                  TimeSource(source))
 
 
 def _position_from_wire(fields: Sequence[Any]) -> Position:

@@ -20,6 +20,7 @@ from protocol._messages import (
     HEADING_SCALE,
     LAT_LON_SCALE,
     SPEED_SCALE,
+    TIME_TICK_MS,
     Header,
     Kind,
     Message,
@@ -31,7 +32,7 @@ from protocol._messages import (
     Vehicle,
     Violation,
 )
-from protocol._validate import show
+from protocol._validate import is_int, show
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCHEMA_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})")
@@ -66,7 +67,7 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
     """The canonical JSON form of a validated wire array."""
     kind = _codec._KIND_OF_WIRE[wire[1]]
     drone_id, seq = wire[2], wire[3]
-    ms = wire[4] * 1000 + (wire[5] >> _codec.MS_SHIFT)
+    ms = wire[4] * 1000 + (wire[5] >> _codec.SUB_SHIFT) * _codec.TIME_TICK_MS
     out: dict[str, Any] = {
         "schema": _codec.SCHEMA_VERSION,
         "kind": kind.value,
@@ -116,6 +117,9 @@ def from_json(d: Mapping[str, Any]) -> Message:
     minor = _schema(d.get("schema"))
     kind = _kind(d.get("kind"))
     _check_keys(d, kind, minor)
+    if is_int(d["time_ms"]) and d["time_ms"] % TIME_TICK_MS:  # Header would floor it silently
+        raise err("out_of_range", f"{d['time_ms']} is not a multiple of {TIME_TICK_MS} ms, the "
+                  "wire's time resolution", "$.time_ms")
     header = Header(d["drone_id"], d["seq"], d["time_ms"], _source(d["time_source"]))
     msg = _build(kind, header, d)
     out = json_of_wire(_codec.to_wire(msg, err))

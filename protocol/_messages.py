@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 # Wire resolution of each scaled quantity: value_on_wire = round(value * scale).
 LAT_LON_SCALE = 10**7  # 1e-7 degree, as MAVLink
-ALT_SCALE = 10  # decimetres
+ALT_SCALE = 1  # metres: GPS altitude is good to a few metres, and 0..127 m is one byte
+TIME_TICK_MS = 40  # time resolution: 1/25 s, the finest whole-ms tick whose count and the
+# 2-bit time source fit msgpack's one-byte positive fixint (24 << 2 | 3 = 99 <= 127)
 HEADING_SCALE = 10  # decidegrees
 SPEED_SCALE = 10  # dm/s
 CONFIDENCE_SCALE = 100  # percent
@@ -66,17 +68,21 @@ class StatusFlags(enum.IntFlag):
 class Header:
     """Fields every message carries. (drone_id, seq) is the message id."""
 
-    drone_id: str  # 1..32 chars of [A-Za-z0-9_-]; also the MQTT topic segment
+    drone_id: str  # 1..32 chars of [A-Za-z0-9_-]; on the wire only as the MQTT topic segment
     seq: int  # 0 .. 2**32-1, persisted by the agent, never reused
-    time_ms: int  # Unix epoch milliseconds per the drone's clock
+    time_ms: int  # Unix epoch milliseconds per the drone's clock, floored to TIME_TICK_MS
     time_source: TimeSource
+
+    def __post_init__(self) -> None:
+        if type(self.time_ms) is int:  # anything else is for `encode` to reject
+            _set(self, "time_ms", self.time_ms - self.time_ms % TIME_TICK_MS)
 
 
 @dataclass(frozen=True)
 class Position:
     lat: float  # degrees, -90..90, 1e-7 resolution (int32 on the wire, as MAVLink)
     lon: float  # degrees, -180..180, 1e-7 resolution
-    alt_m: float  # metres above mean sea level, -1000..10000, 0.1 m resolution
+    alt_m: float  # metres above mean sea level, -1000..10000, 1 m resolution
 
     def __post_init__(self) -> None:
         _set(self, "lat", _quantize(self.lat, LAT_LON_SCALE))

@@ -3,9 +3,11 @@
     .venv/bin/python tools/make_vectors.py            # rewrite the file
     .venv/bin/python tools/make_vectors.py --check    # exit 1 if the committed file differs
 
-Valid vectors are made with `protocol.encode`; invalid ones are built with plain msgpack by
-changing one thing in a valid wire array, so each shows exactly one fault. The tests read the
-committed file and never regenerate it: a change to the format shows up as a diff to review.
+A vector is an MQTT topic and a payload: the topic carries the drone id and the kind, the payload
+the rest. Valid vectors are made with `protocol.encode`; invalid ones are built with plain msgpack
+by changing one thing in a valid payload (or its topic), so each shows exactly one fault. The tests
+read the committed file and never regenerate it: a change to the format shows up as a diff to
+review.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,28 @@ from protocol import Violation as Vio
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "protocol-vectors.json"
 
-T0 = 1_748_779_200_123  # 2025-06-01T12:00:00.123Z
+T0 = 1_748_779_200_120  # 2025-06-01T12:00:00.120Z, a multiple of the 40 ms tick
 T_MIN = 1_577_836_800_000  # 2020-01-01T00:00:00.000Z
-T_MAX = 4_102_444_799_999  # 2099-12-31T23:59:59.999Z
+T_MAX = 4_102_444_799_960  # 2099-12-31T23:59:59.960Z, the last tick of the window
 EVIDENCE = "0123456789abcdef"
 HEADER = Header("nyc-0007", 123456, T0, TimeSource.GPS)
 TIMES_SQUARE = Position(40.7579747, -73.9855426, 120.0)
+ALL_FLAGS = StatusFlags(63)
 
 TELEMETRY = Telemetry(HEADER, TIMES_SQUARE, 271.5, 8.3, 87, StatusFlags.NONE)
 VIOLATION = Vio(HEADER, TIMES_SQUARE, "ABC1234", "NY", 0.93, 21, EVIDENCE)
 STATUS = Status(HEADER, True)
+
+# Payload positions per docs/protocol.md, written out here rather than taken from the codec, so
+# that a vector built "with seq replaced" is the spec's seq whatever the codec believes.
+_HEAD = ("schema", "seq", "time_s", "time_sub")
+_POSITION = ("lat_deg", "lon_deg", "alt_m")
+PAYLOAD: dict[Kind, tuple[str, ...]] = {
+    Kind.TELEMETRY: (*_HEAD, *_POSITION, "heading_deg", "speed_mps", "battery_pct", "flags"),
+    Kind.VIOLATION: (*_HEAD, *_POSITION, "plate", "region", "confidence", "code", "evidence_id",
+                     "vehicle.make", "vehicle.colour", "vehicle.body"),
+    Kind.STATUS: (*_HEAD, "online"),
+}
 
 
 def valid() -> list[tuple[str, protocol.Message]]:
@@ -44,7 +57,14 @@ def valid() -> list[tuple[str, protocol.Message]]:
         ("telemetry typical", TELEMETRY),
         ("telemetry all minimums", Telemetry(low, Position(-90, -180, -1000), 0, 0, 0)),
         ("telemetry all maximums", Telemetry(high, Position(90, 180, 10000), 359.9, 200, 100,
-                                             StatusFlags(63))),
+                                             ALL_FLAGS)),
+        ("telemetry at the realistic envelope's upper end",
+         Telemetry(Header("nyc-0007", 2**32 - 1, T0, TimeSource.GPS),
+                   Position(-89.9999999, -179.9999999, 255), 359.9, 25.5, 100, ALL_FLAGS)),
+        ("telemetry alt -32 m, one byte",
+         Telemetry(HEADER, Position(40.7579747, -73.9855426, -32), 0, 0, 50)),
+        ("telemetry alt 127 m, one byte",
+         Telemetry(HEADER, Position(40.7579747, -73.9855426, 127), 0, 0, 50)),
         ("telemetry battery low and no gps fix, unsynced clock",
          Telemetry(Header("nyc-0007", 7, T0, TimeSource.UNSYNCED), TIMES_SQUARE, 0.1, 0, 19,
                    StatusFlags.BATTERY_LOW | StatusFlags.GPS_NO_FIX)),
@@ -71,25 +91,29 @@ def _vio(**changes: Any) -> Vio:
     return Vio(**(fields | changes))
 
 
-def wire(msg: protocol.Message) -> list[Any]:
+def topic_of(msg: protocol.Message) -> str:
+    return protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
+
+
+def payload(msg: protocol.Message) -> list[Any]:
     return msgpack.unpackb(protocol.encode(msg))
 
 
-def with_field(msg: protocol.Message, index: int, value: Any) -> bytes:
-    fields = wire(msg)
-    fields[index] = value
+def with_field(msg: protocol.Message, name: str, value: Any) -> bytes:
+    """The payload of `msg` with field `name` (a name of PAYLOAD) replaced by `value`."""
+    fields = payload(msg)
+    fields[PAYLOAD[protocol.kind_of(msg)].index(name)] = value
     return msgpack.packb(fields)
 
 
 def non_canonical() -> list[tuple[str, bytes, protocol.Message]]:
     """Valid payloads our encoder would write differently: decode must accept them."""
-    newer_t = [0x11, *wire(TELEMETRY)[1:], "a field of 1.1"]
-    newer_v = [0x13, *wire(VIOLATION)[1:], None, None, None, 42, [1, 2]]
-    nils = [*wire(VIOLATION), None, None, None]
-    # [16, 2, "nyc-0007", 123456, 1748779200, 493, true] with int8/uint8/uint64 where a
-    # shorter form exists: msgpack allows it, and so must every decoder.
-    long_ints = bytes.fromhex("97" "cc10" "d002" "a86e79632d30303037" "cf000000000001e240"
-                              "ce683c40c0" "cf00000000000001ed" "c3")
+    newer_t = [0x11, *payload(TELEMETRY)[1:], "a field of 1.1"]
+    newer_v = [0x13, *payload(VIOLATION)[1:], None, None, None, 42, [1, 2]]
+    nils = [*payload(VIOLATION), None, None, None]
+    # [16, 123456, 1748779200, 13, true] with uint8/uint64/int8 where a shorter form exists:
+    # msgpack allows it, and so must every decoder.
+    long_ints = bytes.fromhex("95" "cc10" "cf000000000001e240" "cf00000000683c40c0" "d00d" "c3")
     return [
         ("telemetry from newer minor 1.1 with an appended field", msgpack.packb(newer_t),
          TELEMETRY),
@@ -108,119 +132,154 @@ def _seq(msg: Telemetry, seq: int) -> Telemetry:
 
 
 def _long_seq(msg: Telemetry) -> bytes:
-    fields = wire(_seq(msg, 5))
-    head = msgpack.packb(fields[:3])[1:]  # drop the 3-element array header
-    tail = msgpack.packb(fields[4:])[1:]
-    return bytes([0x90 | len(fields)]) + head + b"\xce\x00\x00\x00\x05" + tail
+    fields = payload(_seq(msg, 5))
+    tail = msgpack.packb(fields[2:])[1:]  # drop the array header of the fields after seq
+    return bytes([0x90 | len(fields), fields[0]]) + b"\xce\x00\x00\x00\x05" + tail
 
 
-def invalid() -> list[tuple[str, str | None, bytes, str, str | None]]:
-    """(name, kind, payload, error code, error path)."""
-    t, v, s = Kind.TELEMETRY.value, Kind.VIOLATION.value, Kind.STATUS.value
-    tel, vio = protocol.encode(TELEMETRY), protocol.encode(VIOLATION)
+Invalid = tuple[str, str, bytes, str, str | None]  # name, topic, payload, error code, path
+
+
+def invalid_payloads() -> list[Invalid]:
+    tel, vio, sta = protocol.encode(TELEMETRY), protocol.encode(VIOLATION), protocol.encode(STATUS)
+    t, v, s = topic_of(TELEMETRY), topic_of(VIOLATION), topic_of(STATUS)
     T, V, S = TELEMETRY, VIOLATION, STATUS
-    cases: list[tuple[str, str | None, bytes, str, str | None]] = [
-        ("empty payload", None, b"", "truncated", None),
+    return [
+        ("empty payload", t, b"", "truncated", None),
         ("telemetry truncated by one byte", t, tel[:-1], "truncated", "$.flags"),
         ("violation truncated inside the evidence id", v, vio[:-3], "truncated", "$.evidence_id"),
         ("telemetry with a trailing byte", t, tel + b"\x00", "trailing_bytes", None),
-        ("oversized: 513 bytes", None, b"\x00" * 513, "oversized", None),
-        ("array header announcing 2**32-1 fields", None, b"\xdd\xff\xff\xff\xff", "oversized",
-         "$"),
-        ("str of 256 bytes (over the 255 limit)", v, with_field(V, 9, "A" * 256), "oversized",
-         "$.plate"),
-        ("a map, not an array", None, msgpack.packb({"lat": 1}), "bad_type", "$"),
-        ("reserved byte 0xc1", None, b"\xc1", "malformed", None),
-        ("invalid UTF-8 in drone id", t, tel.replace(b"\xa8nyc-0007", b"\xa8nyc-00\xff\xfe"),
-         "malformed", "$.drone_id"),
-        ("unknown major version 2.0", t, with_field(T, 0, 0x20), "unknown_version", "$.schema"),
-        ("unknown major version 0.1", t, with_field(T, 0, 0x01), "unknown_version", "$.schema"),
-        ("version as a string", t, with_field(T, 0, "1.0"), "bad_type", "$.schema"),
-        ("unknown kind 3", None, with_field(T, 1, 3), "unknown_kind", "$.kind"),
-        ("telemetry missing flags", t, msgpack.packb(wire(T)[:-1]), "missing_field", "$.flags"),
-        ("telemetry 1.0 with an extra field", t, msgpack.packb([*wire(T), 0]), "extra_field",
-         "$[13]"),
-        ("drone id empty", t, with_field(T, 2, ""), "bad_text", "$.drone_id"),
-        ("drone id of 33 chars", t, with_field(T, 2, "a" * 33), "bad_text", "$.drone_id"),
-        ("drone id with a topic wildcard", t, with_field(T, 2, "nyc+7"), "bad_text",
-         "$.drone_id"),
-        ("drone id as an integer", t, with_field(T, 2, 7), "bad_type", "$.drone_id"),
-        ("seq -1", t, with_field(T, 3, -1), "out_of_range", "$.seq"),
-        ("seq 2**32", t, with_field(T, 3, 2**32), "out_of_range", "$.seq"),
-        ("seq as a string", t, with_field(T, 3, "1"), "bad_type", "$.seq"),
-        ("time one second before 2020-01-01", t, with_field(T, 4, 1_577_836_799),
+        ("oversized: 513 bytes", t, b"\x00" * 513, "oversized", None),
+        ("array header announcing 2**32-1 fields", t, b"\xdd\xff\xff\xff\xff", "oversized", "$"),
+        ("str of 256 bytes (over the 255 limit)", v, with_field(V, "plate", "A" * 256),
+         "oversized", "$.plate"),
+        ("a map, not an array", t, msgpack.packb({"lat": 1}), "bad_type", "$"),
+        ("reserved byte 0xc1", t, b"\xc1", "malformed", None),
+        ("invalid UTF-8 in the plate", v, vio.replace(b"\xa7ABC1234", b"\xa7ABC12\xff\xfe"),
+         "malformed", "$.plate"),
+        ("empty array", t, b"\x90", "missing_field", "$.schema"),
+        ("unknown major version 2.0", t, with_field(T, "schema", 0x20), "unknown_version",
+         "$.schema"),
+        ("unknown major version 0.1", t, with_field(T, "schema", 0x01), "unknown_version",
+         "$.schema"),
+        ("version as a string", t, with_field(T, "schema", "1.0"), "bad_type", "$.schema"),
+        ("status with only the schema", s, b"\x91\x10", "missing_field", "$.seq"),
+        ("telemetry missing flags", t, msgpack.packb(payload(T)[:-1]), "missing_field",
+         "$.flags"),
+        ("telemetry 1.0 with an extra field", t, msgpack.packb([*payload(T), 0]), "extra_field",
+         "$[11]"),
+        ("telemetry payload on the violation topic", v, tel, "missing_field", "$.evidence_id"),
+        ("violation payload on the telemetry topic", t, vio, "extra_field", "$[11]"),
+        ("status payload on the telemetry topic", t, sta, "missing_field", "$.lon_deg"),
+        ("telemetry payload on the status topic", s, tel, "extra_field", "$[5]"),
+        ("seq -1", t, with_field(T, "seq", -1), "out_of_range", "$.seq"),
+        ("seq 2**32", t, with_field(T, "seq", 2**32), "out_of_range", "$.seq"),
+        ("seq as a string", t, with_field(T, "seq", "1"), "bad_type", "$.seq"),
+        ("time one second before 2020-01-01", t, with_field(T, "time_s", 1_577_836_799),
          "invalid_time", "$.time_ms"),
-        ("time 2100-01-01T00:00:00Z", t, with_field(T, 4, 4_102_444_800), "invalid_time",
+        ("time 2100-01-01T00:00:00Z", t, with_field(T, "time_s", 4_102_444_800), "invalid_time",
          "$.time_ms"),
-        ("time milliseconds 1000", t, with_field(T, 5, 1000 << 2 | 1), "out_of_range",
+        ("time_sub -1", t, with_field(T, "time_sub", -1), "out_of_range", "$.time_ms"),
+        ("time_sub 100 (tick 25)", t, with_field(T, "time_sub", 100), "out_of_range",
          "$.time_ms"),
-        ("time source 3", t, with_field(T, 5, 123 << 2 | 3), "out_of_range", "$.time_source"),
-        ("lat as a float", t, with_field(T, 6, 40.75), "bad_type", "$.lat_deg"),
-        ("lat 90.0000001", t, with_field(T, 6, 900_000_001), "out_of_range", "$.lat_deg"),
-        ("lat -90.0000001", t, with_field(T, 6, -900_000_001), "out_of_range", "$.lat_deg"),
-        ("lon 180.0000001", t, with_field(T, 7, 1_800_000_001), "out_of_range", "$.lon_deg"),
-        ("lon -180.0000001", t, with_field(T, 7, -1_800_000_001), "out_of_range", "$.lon_deg"),
-        ("alt -1000.1 m", t, with_field(T, 8, -10_001), "out_of_range", "$.alt_m"),
-        ("alt 10000.1 m", t, with_field(T, 8, 100_001), "out_of_range", "$.alt_m"),
-        ("heading 360.0", t, with_field(T, 9, 3600), "out_of_range", "$.heading_deg"),
-        ("heading -0.1", t, with_field(T, 9, -1), "out_of_range", "$.heading_deg"),
-        ("speed 200.1 m/s", t, with_field(T, 10, 2001), "out_of_range", "$.speed_mps"),
-        ("battery 101 %", t, with_field(T, 11, 101), "out_of_range", "$.battery_pct"),
-        ("battery true", t, with_field(T, 11, True), "bad_type", "$.battery_pct"),
-        ("flags with undefined bit 64", t, with_field(T, 12, 64), "out_of_range", "$.flags"),
-        ("plate lowercase", v, with_field(V, 9, "abc1234"), "bad_plate", "$.plate"),
-        ("plate empty", v, with_field(V, 9, ""), "bad_plate", "$.plate"),
-        ("plate of 9 chars", v, with_field(V, 9, "ABCD12345"), "bad_plate", "$.plate"),
-        ("plate with a space", v, with_field(V, 9, "ABC 123"), "bad_plate", "$.plate"),
-        ("region of 1 char", v, with_field(V, 10, "N"), "bad_text", "$.region"),
-        ("region lowercase", v, with_field(V, 10, "ny"), "bad_text", "$.region"),
-        ("confidence 101 %", v, with_field(V, 11, 101), "out_of_range", "$.confidence"),
-        ("confidence -1 %", v, with_field(V, 11, -1), "out_of_range", "$.confidence"),
-        ("code 0", v, with_field(V, 12, 0), "unknown_code", "$.code"),
-        ("code 94 (unassigned)", v, with_field(V, 12, 94), "unknown_code", "$.code"),
-        ("code 100", v, with_field(V, 12, 100), "unknown_code", "$.code"),
-        ("code as a string", v, with_field(V, 12, "21"), "bad_type", "$.code"),
-        ("evidence id of 7 bytes", v, with_field(V, 13, b"\x01" * 7), "bad_text",
+        ("time_sub 493 (milliseconds, not ticks)", t, with_field(T, "time_sub", 123 << 2 | 1),
+         "out_of_range", "$.time_ms"),
+        ("time_sub 99: tick 24, time source 3", t, with_field(T, "time_sub", 24 << 2 | 3),
+         "out_of_range", "$.time_source"),
+        ("time_sub 3: tick 0, time source 3", t, with_field(T, "time_sub", 3), "out_of_range",
+         "$.time_source"),
+        ("time_sub as a float", t, with_field(T, "time_sub", 13.0), "bad_type", "$.time_ms"),
+        ("lat as a float", t, with_field(T, "lat_deg", 40.75), "bad_type", "$.lat_deg"),
+        ("lat 90.0000001", t, with_field(T, "lat_deg", 900_000_001), "out_of_range", "$.lat_deg"),
+        ("lat -90.0000001", t, with_field(T, "lat_deg", -900_000_001), "out_of_range",
+         "$.lat_deg"),
+        ("lon 180.0000001", t, with_field(T, "lon_deg", 1_800_000_001), "out_of_range",
+         "$.lon_deg"),
+        ("lon -180.0000001", t, with_field(T, "lon_deg", -1_800_000_001), "out_of_range",
+         "$.lon_deg"),
+        ("alt -1001 m", t, with_field(T, "alt_m", -1001), "out_of_range", "$.alt_m"),
+        ("alt 10001 m", t, with_field(T, "alt_m", 10_001), "out_of_range", "$.alt_m"),
+        ("alt as a float", t, with_field(T, "alt_m", 120.5), "bad_type", "$.alt_m"),
+        ("heading 360.0", t, with_field(T, "heading_deg", 3600), "out_of_range", "$.heading_deg"),
+        ("heading -0.1", t, with_field(T, "heading_deg", -1), "out_of_range", "$.heading_deg"),
+        ("speed 200.1 m/s", t, with_field(T, "speed_mps", 2001), "out_of_range", "$.speed_mps"),
+        ("battery 101 %", t, with_field(T, "battery_pct", 101), "out_of_range", "$.battery_pct"),
+        ("battery true", t, with_field(T, "battery_pct", True), "bad_type", "$.battery_pct"),
+        ("flags with undefined bit 64", t, with_field(T, "flags", 64), "out_of_range", "$.flags"),
+        ("plate lowercase", v, with_field(V, "plate", "abc1234"), "bad_plate", "$.plate"),
+        ("plate empty", v, with_field(V, "plate", ""), "bad_plate", "$.plate"),
+        ("plate of 9 chars", v, with_field(V, "plate", "ABCD12345"), "bad_plate", "$.plate"),
+        ("plate with a space", v, with_field(V, "plate", "ABC 123"), "bad_plate", "$.plate"),
+        ("region of 1 char", v, with_field(V, "region", "N"), "bad_text", "$.region"),
+        ("region lowercase", v, with_field(V, "region", "ny"), "bad_text", "$.region"),
+        ("confidence 101 %", v, with_field(V, "confidence", 101), "out_of_range", "$.confidence"),
+        ("confidence -1 %", v, with_field(V, "confidence", -1), "out_of_range", "$.confidence"),
+        ("code 0", v, with_field(V, "code", 0), "unknown_code", "$.code"),
+        ("code 94 (unassigned)", v, with_field(V, "code", 94), "unknown_code", "$.code"),
+        ("code 100", v, with_field(V, "code", 100), "unknown_code", "$.code"),
+        ("code as a string", v, with_field(V, "code", "21"), "bad_type", "$.code"),
+        ("evidence id of 7 bytes", v, with_field(V, "evidence_id", b"\x01" * 7), "bad_text",
          "$.evidence_id"),
-        ("evidence id as hex text", v, with_field(V, 13, EVIDENCE), "bad_type", "$.evidence_id"),
-        ("vehicle make lowercase", v, msgpack.packb([*wire(V), "toyot"]), "bad_text",
+        ("evidence id as hex text", v, with_field(V, "evidence_id", EVIDENCE), "bad_type",
+         "$.evidence_id"),
+        ("vehicle make lowercase", v, msgpack.packb([*payload(V), "toyot"]), "bad_text",
          "$.vehicle.make"),
-        ("vehicle body of 9 chars", v, msgpack.packb([*wire(V), None, None, "ABCDEFGHI"]),
+        ("vehicle body of 9 chars", v, msgpack.packb([*payload(V), None, None, "ABCDEFGHI"]),
          "bad_text", "$.vehicle.body"),
-        ("status online as 1", s, with_field(S, 6, 1), "bad_type", "$.online"),
+        ("status online as 1", s, with_field(S, "online", 1), "bad_type", "$.online"),
     ]
-    return cases
+
+
+def invalid_topics() -> list[Invalid]:
+    """A valid telemetry payload on a topic that is not a drone's: always `bad_topic`."""
+    tel = protocol.encode(TELEMETRY)
+    drones = "presacop/v1/drones"
+    return [(f"topic {why}", name, tel, "bad_topic", path) for why, name, path in [
+        ("empty", "", None),
+        ("without a drone id level", f"{drones}/telemetry", None),
+        ("with an empty drone id", f"{drones}//telemetry", "$.drone_id"),
+        ("with a drone id of 33 chars", f"{drones}/{'a' * 33}/telemetry", "$.drone_id"),
+        ("with a wildcard as drone id", f"{drones}/+/telemetry", "$.drone_id"),
+        ("with a dot in the drone id", f"{drones}/nyc.0007/telemetry", "$.drone_id"),
+        ("with a non-ASCII drone id", f"{drones}/nyc-\u00e4/telemetry", "$.drone_id"),
+        ("with an unknown kind", f"{drones}/nyc-0007/alerts", "$.kind"),
+        ("with the kind capitalised", f"{drones}/nyc-0007/Telemetry", "$.kind"),
+        ("of major version 2", "presacop/v2/drones/nyc-0007/telemetry", None),
+        ("with an extra level", f"{drones}/nyc-0007/telemetry/extra", None),
+        ("with a trailing slash", f"{drones}/nyc-0007/telemetry/", None),
+        ("with a shared-subscription prefix", f"$share/gw/{drones}/nyc-0007/telemetry", None),
+    ]]
 
 
 def build() -> list[dict[str, Any]]:
     vectors: list[dict[str, Any]] = []
     for name, msg in valid():
-        data = protocol.encode(msg)
-        vectors.append(_valid(name, data, msg, canonical=True))
+        vectors.append(_valid(name, topic_of(msg), protocol.encode(msg), msg, canonical=True))
     for name, data, msg in non_canonical():
-        vectors.append(_valid(name, data, msg, canonical=False))
-    for name, kind, data, code, path in invalid():
-        _expect_error(data, code, path, name)
-        vectors.append({"name": name, "kind": kind, "hex": data.hex(), "json": None,
-                        "valid": False, "error": code, "path": path})
+        vectors.append(_valid(name, topic_of(msg), data, msg, canonical=False))
+    for name, topic, data, code, path in [*invalid_payloads(), *invalid_topics()]:
+        _expect_error(name, topic, data, code, path)
+        kind = None if code == "bad_topic" else protocol.parse_topic(topic)[1].value
+        vectors.append({"name": name, "kind": kind, "topic": topic, "hex": data.hex(),
+                        "json": None, "valid": False, "code": code, "path": path})
     return vectors
 
 
-def _valid(name: str, data: bytes, msg: protocol.Message, canonical: bool) -> dict[str, Any]:
-    decoded = protocol.decode(data)
+def _valid(name: str, topic: str, data: bytes, msg: protocol.Message,
+           canonical: bool) -> dict[str, Any]:
+    decoded = protocol.decode(data, topic)
     if decoded != msg:
         raise SystemExit(f"vector {name!r}: decodes to {decoded!r}, expected {msg!r}")
-    vector: dict[str, Any] = {"name": name, "kind": protocol.kind_of(msg).value,
+    vector: dict[str, Any] = {"name": name, "kind": protocol.kind_of(msg).value, "topic": topic,
                               "hex": data.hex(), "json": protocol.to_json(msg), "valid": True}
     if not canonical:
         vector["canonical_hex"] = protocol.encode(msg).hex()
     return vector
 
 
-def _expect_error(data: bytes, code: str, path: str | None, name: str) -> None:
-    check: Callable[[], object] = lambda: protocol.decode(data)  # noqa: E731
+def _expect_error(name: str, topic: str, data: bytes, code: str, path: str | None) -> None:
     try:
-        check()
+        protocol.decode(data, topic)
     except protocol.ProtocolError as exc:
         if (exc.code, exc.path) != (code, path):
             raise SystemExit(f"vector {name!r}: got {exc.code} at {exc.path}, "
@@ -231,10 +290,12 @@ def _expect_error(data: bytes, code: str, path: str | None, name: str) -> None:
 
 def render() -> str:
     doc = {
-        "about": "Golden vectors for the PresaCop wire format (docs/protocol.md). hex: the MQTT "
-                 "payload. valid vectors: decode(hex) has the canonical JSON `json`; encoding "
-                 "that message gives `canonical_hex` if present, else `hex`. invalid vectors: "
-                 "decode must fail with error code `error` (and, for this implementation, `path`).",
+        "about": "Golden vectors for the PresaCop wire format (docs/protocol.md). topic: the MQTT "
+                 "topic, which carries the drone id and the kind; hex: the MQTT payload. valid "
+                 "vectors: decode(hex, topic) has the canonical JSON `json`; encoding that "
+                 "message gives `canonical_hex` if present, else `hex`, to publish on `topic`. "
+                 "invalid vectors: decode must fail with error code `code` (and, for this "
+                 "implementation, `path`, null when the error names no field).",
         "schema": protocol.SCHEMA_VERSION,
         "vectors": build(),
     }

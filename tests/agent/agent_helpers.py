@@ -185,7 +185,7 @@ class Collector:
         self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        decoded = protocol.decode(msg.payload)
+        decoded = protocol.decode(msg.payload, msg.topic)
         with self._lock:
             self.received.append(Received(len(self.received), msg.topic, decoded, msg.retain))
 

@@ -96,7 +96,8 @@ def test_kill_9_then_restart_loses_nothing_and_reuses_no_seq(tmp_path: Path,
         seq = r.message.header.seq
         assert by_seq.setdefault(seq, r.message) == r.message, f"seq {seq} reused"
     # Queued rows went out byte for byte; the second run only used fresh numbers.
-    assert all(protocol.decode(on_disk[s]) == by_seq[s] for s in on_disk)
+    topic_of = {r.message.header.seq: r.topic for r in received}
+    assert all(protocol.decode(on_disk[s], topic_of[s]) == by_seq[s] for s in on_disk)
     second_run = logged_violations(log2)
     assert second_run and min(second_run) >= first_run_next_seq
     assert "Traceback" not in log1.read_text() + log2.read_text()

@@ -25,7 +25,8 @@ from protocol import StatusFlags
 
 def queued(agent: Agent, kind: type) -> list:
     assert agent.outbox is not None
-    msgs = [protocol.decode(e.payload) for e in agent.outbox.pending(100_000)]
+    msgs = [protocol.decode(e.payload, protocol.topic(agent.config.drone_id, protocol.Kind(e.kind)))
+            for e in agent.outbox.pending(100_000)]
     return [m for m in msgs if isinstance(m, kind)]
 
 

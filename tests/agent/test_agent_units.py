@@ -92,6 +92,11 @@ def hdr(seq: int = 1) -> protocol.Header:
     return messages.header("d1", seq, NOW, TimeSource.NTP)
 
 
+def decode(payload: bytes, kind: protocol.Kind) -> protocol.Message:
+    """The message as the gateway reads it off d1's topic for `kind`."""
+    return protocol.decode(payload, protocol.topic("d1", kind))
+
+
 def read(**kw) -> PlateRead:
     base = {"text": "ABC1234", "region": "NY", "confidence": 0.9, "box": (0, 0, 1, 1),
             "in_violation": True, "code": 21}
@@ -100,17 +105,17 @@ def read(**kw) -> PlateRead:
 
 def test_violation_message_normalises_plugin_output() -> None:
     fix = Fix(40.7, -73.9, 12.0, 10.0, 3.0)
-    msg = protocol.decode(messages.violation(
+    msg = decode(messages.violation(
         hdr(), fix, read(text="abc-12 34", region="ny", confidence=1.7, make="Toyota"),
-        "0123456789abcdef"))
+        "0123456789abcdef"), protocol.Kind.VIOLATION)
     assert (msg.plate, msg.region, msg.confidence, msg.code) == ("ABC1234", "NY", 1.0, 21)
     assert msg.vehicle == protocol.Vehicle(make="TOYOTA")
     assert msg.evidence_id == "0123456789abcdef"
 
 
 def test_unknown_code_becomes_unqualified_and_bad_vehicle_is_dropped() -> None:
-    msg = protocol.decode(messages.violation(hdr(), None, read(code=99999, colour="light blue"),
-                                             "0" * 16))
+    msg = decode(messages.violation(hdr(), None, read(code=99999, colour="light blue"),
+                                    "0" * 16), protocol.Kind.VIOLATION)
     assert msg.code is None and msg.vehicle is None
     assert msg.position == messages.NO_POSITION
 
@@ -127,12 +132,13 @@ def test_clock_before_2020_is_clamped_and_marked_unsynced() -> None:
 
 def test_telemetry_without_fix_repeats_last_position() -> None:
     last = Fix(40.1, -73.1, 5.0, 359.99, 250.0)
-    msg = protocol.decode(messages.telemetry(hdr(), None, last, PowerReading(140),
-                                             StatusFlags.GPS_NO_FIX))
+    msg = decode(messages.telemetry(hdr(), None, last, PowerReading(140),
+                                    StatusFlags.GPS_NO_FIX), protocol.Kind.TELEMETRY)
     assert (msg.position.lat, msg.position.lon) == (40.1, -73.1)
     assert msg.speed_mps == 0.0 and msg.battery_pct == 100
     assert msg.flags == StatusFlags.GPS_NO_FIX
-    live = protocol.decode(messages.telemetry(hdr(), last, None, None, StatusFlags.NONE))
+    live = decode(messages.telemetry(hdr(), last, None, None, StatusFlags.NONE),
+                  protocol.Kind.TELEMETRY)
     assert live.speed_mps == 200.0 and live.battery_pct == 0 and live.heading_deg < 360
 
 

@@ -92,7 +92,7 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
 # (payload, mqtt topic or None for the drone's telemetry topic, expected reason)
 def _battery(drone: str) -> list[tuple[bytes, str | None, str]]:
     good = protocol.encode(telemetry(drone, 999))
-    other = protocol.encode(telemetry("someone-else", 1))
+    status = protocol.encode(protocol.Status(telemetry(drone, 997).header, True))
     vio = protocol.encode(violation(drone, 998))
     bad_version = bytes([good[0], 0x60]) + good[2:]  # schema major 6
     return [
@@ -102,8 +102,9 @@ def _battery(drone: str) -> list[tuple[bytes, str | None, str]]:
         (good + b"\x00", None, "trailing_bytes"),
         (b"x" * (protocol.MAX_MESSAGE_SIZE + 1), None, "oversized"),
         (bad_version, None, "unknown_version"),
-        (other, None, "drone_mismatch"),
-        (vio, f"presacop/v1/drones/{drone}/telemetry", "kind_mismatch"),
+        # The topic names the kind; a payload of another kind fails that kind's fields.
+        (status, None, "missing_field"),
+        (vio, f"presacop/v1/drones/{drone}/telemetry", "extra_field"),
         (good, f"presacop/v1/drones/{drone}/unknown", "bad_topic"),
         (good, f"presacop/v1/drones/{drone}/telemetry/extra", "bad_topic"),
         (b"", None, "truncated"),
@@ -151,7 +152,7 @@ def test_bad_payloads_and_forged_topics_go_to_dead_letter(stack, gateway_factory
     assert gw.alive()
     samples = gw.metrics()
     assert metric(samples, "presacop_gateway_deadletter_total") == len(battery)
-    assert samples['presacop_gateway_deadletter_total{reason="drone_mismatch"}'] == 1
+    assert samples['presacop_gateway_deadletter_total{reason="extra_field"}'] == 1
     assert metric(samples, "presacop_gateway_in_flight") == 0
 
 

@@ -75,7 +75,8 @@ def test_every_plate_region_code_and_vehicle_is_valid_per_protocol() -> None:
     for seq, frame in enumerate(frames(cam, 400)):
         for truth in frame.truth:
             msg = violation_from(truth, seq)
-            assert protocol.decode(protocol.encode(msg)) == msg
+            on = protocol.topic(msg.header.drone_id, protocol.Kind.VIOLATION)
+            assert protocol.decode(protocol.encode(msg), on) == msg
             assert re.fullmatch(FORMATS[truth.region], truth.text), truth
             assert truth.make in nyc.MAKES and truth.colour in nyc.COLOURS
             assert truth.body in nyc.BODIES

@@ -35,7 +35,7 @@ class Collector:
         assert self.ready.wait(WAIT)
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        decoded = protocol.decode(msg.payload)  # raises if a drone sent anything invalid
+        decoded = protocol.decode(msg.payload, msg.topic)  # raises if a drone sent anything invalid
         with self.lock:
             self.messages.append((msg.topic, decoded))
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for valid protocol messages and for hostile msgpack input."""
+"""Hypothesis strategies for valid protocol messages, their topics, and hostile msgpack input."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def _text(pattern: str) -> st.SearchStrategy[str]:
     return st.from_regex(pattern, fullmatch=True)
 
 
+drone_ids = _text(r"[A-Za-z0-9_-]{1,32}")
 headers = st.builds(
     Header,
-    drone_id=_text(r"[A-Za-z0-9_-]{1,32}"),
+    drone_id=drone_ids,
     seq=st.integers(0, 2**32 - 1),
     time_ms=st.integers(TIME_MIN_MS, TIME_MAX_MS - 1),
     time_source=st.sampled_from(TimeSource),
@@ -62,6 +63,13 @@ violations = st.builds(
 )
 statuses = st.builds(Status, header=headers, online=st.booleans())
 messages = st.one_of(telemetry, violations, statuses)
+valid_topics = st.builds(protocol.topic, drone_ids, st.sampled_from(protocol.Kind))
+
+
+def topic_of(msg: protocol.Message) -> str:
+    """The topic `msg` is published on: it carries the drone id and the kind."""
+    return protocol.topic(msg.header.drone_id, protocol.kind_of(msg))
+
 
 # Any msgpack value, nested: what a hostile publisher can put in a payload.
 msgpack_values = st.recursive(
@@ -74,10 +82,11 @@ msgpack_values = st.recursive(
 
 
 @st.composite
-def mutated_payloads(draw: st.DrawFn) -> bytes:
-    """A valid message's wire array with one field replaced, dropped or appended: reaches the
-    field validators, unlike random bytes."""
-    fields = msgpack.unpackb(protocol.encode(draw(messages)))
+def mutated_payloads(draw: st.DrawFn) -> tuple[bytes, str]:
+    """(payload, topic): a valid message's payload array with one field replaced, dropped or
+    appended, on the message's topic: reaches the field validators, unlike random bytes."""
+    msg = draw(messages)
+    fields = msgpack.unpackb(protocol.encode(msg))
     index = draw(st.integers(0, len(fields)))
     action = draw(st.sampled_from(["replace", "drop", "append"]))
     value = draw(msgpack_values)
@@ -87,4 +96,4 @@ def mutated_payloads(draw: st.DrawFn) -> bytes:
         del fields[index]
     else:
         fields.append(value)
-    return msgpack.packb(fields)
+    return msgpack.packb(fields), topic_of(msg)

@@ -6,11 +6,13 @@ import dataclasses
 import tracemalloc
 from typing import Any
 
+import msgpack
 import pytest
 
 import protocol
 from protocol import (
     Header,
+    Kind,
     Position,
     Status,
     StatusFlags,
@@ -20,10 +22,12 @@ from protocol import (
     Violation,
 )
 
-HEADER = Header("nyc-0007", 42, 1_748_779_200_123, TimeSource.GPS)
+HEADER = Header("nyc-0007", 42, 1_748_779_200_120, TimeSource.GPS)
 POS = Position(40.7579747, -73.9855426, 120.0)
 TEL = Telemetry(HEADER, POS, 271.5, 8.3, 87, StatusFlags.NONE)
 VIO = Violation(HEADER, POS, "ABC1234", "NY", 0.93, 21, "0123456789abcdef")
+TEL_TOPIC = protocol.topic("nyc-0007", Kind.TELEMETRY)
+VIO_TOPIC = protocol.topic("nyc-0007", Kind.VIOLATION)
 
 
 def _expect_local(msg: object, code: str, path: str | None) -> None:
@@ -89,16 +93,65 @@ def test_encode_rejects_a_non_message() -> None:
 
 def test_construction_quantizes_to_the_wire_resolution() -> None:
     assert Position(40.712775345, -74.00597281, 10.04).lat == 40.7127753
-    assert Position(40.712775345, -74.00597281, 10.04).alt_m == 10.0
     assert dataclasses.replace(TEL, heading_deg=359.96).heading_deg == 0.0
     assert dataclasses.replace(VIO, confidence=0.934).confidence == 0.93
     assert dataclasses.replace(VIO, vehicle=Vehicle()).vehicle is None
 
 
+@pytest.mark.parametrize(("alt", "metres"), [
+    (10.04, 10.0), (10.6, 11.0), (-0.4, 0.0), (-999.6, -1000.0), (9999.5, 10000.0),
+    (120.49, 120.0), (120, 120),
+])
+def test_altitude_is_quantized_to_whole_metres(alt: float, metres: float) -> None:
+    position = Position(0, 0, alt)
+    assert position.alt_m == metres
+    msg = dataclasses.replace(TEL, position=position)
+    back = protocol.decode(protocol.encode(msg), TEL_TOPIC)
+    assert back.position.alt_m == metres  # type: ignore[union-attr]
+    assert protocol.to_json(msg)["alt_m"] == metres
+
+
+@pytest.mark.parametrize(("time_ms", "floored"), [
+    (1_748_779_200_000, 1_748_779_200_000),
+    (1_748_779_200_039, 1_748_779_200_000),
+    (1_748_779_200_040, 1_748_779_200_040),
+    (1_748_779_200_123, 1_748_779_200_120),
+    (1_748_779_200_999, 1_748_779_200_960),
+    (4_102_444_799_999, 4_102_444_799_960),
+])
+def test_header_floors_time_to_the_40_ms_tick(time_ms: int, floored: int) -> None:
+    header = Header("nyc-0007", 1, time_ms, TimeSource.GPS)
+    assert header.time_ms == floored
+    msg = Status(header, True)
+    assert protocol.decode(protocol.encode(msg), protocol.topic("nyc-0007", Kind.STATUS)) == msg
+    assert protocol.to_json(msg)["time_ms"] == floored
+
+
+def test_header_keeps_a_time_that_is_not_an_int_for_encode_to_reject() -> None:
+    assert Header("a", 1, 1.7e12, TimeSource.GPS).time_ms == 1.7e12  # type: ignore[arg-type]
+
+
+def test_time_sub_is_tick_and_source() -> None:
+    """time_sub = ((ms % 1000) // 40) << 2 | source: one byte (a fixint <= 99) for any time."""
+    for ms, source in [(0, TimeSource.UNSYNCED), (120, TimeSource.GPS), (960, TimeSource.NTP)]:
+        header = Header("nyc-0007", 1, 1_748_779_200_000 + ms, source)
+        fields = msgpack.unpackb(protocol.encode(Status(header, True)))
+        assert fields[2:4] == [1_748_779_200, (ms // 40) << 2 | source]
+        assert fields[3] <= 99
+
+
+def test_the_payload_carries_no_drone_id_and_no_kind() -> None:
+    for msg in (TEL, VIO, Status(HEADER, True)):
+        data = protocol.encode(msg)
+        assert b"nyc-0007" not in data
+        fields = msgpack.unpackb(data)
+        assert fields[0] == 0x10 and fields[1] == HEADER.seq  # schema, then seq: no kind, no id
+
+
 def test_unqualified_violation_is_marked_and_kept() -> None:
     msg = dataclasses.replace(VIO, code=None)
     assert not msg.qualified
-    back = protocol.decode(protocol.encode(msg))
+    back = protocol.decode(protocol.encode(msg), VIO_TOPIC)
     assert back.code is None and not back.qualified  # type: ignore[union-attr]
     doc = protocol.to_json(msg)
     assert doc["code"] is None and doc["qualified"] is False
@@ -107,10 +160,10 @@ def test_unqualified_violation_is_marked_and_kept() -> None:
 def test_sizes_for_realistic_values() -> None:
     """The figures docs/protocol.md quotes (bench/protocol.py prints them with JSON and CSV)."""
     header = dataclasses.replace(HEADER, seq=123_456)  # a persisted seq, months in: a uint32
-    assert len(protocol.encode(dataclasses.replace(TEL, header=header))) == 44
-    assert len(protocol.encode(dataclasses.replace(VIO, header=header))) == 61
-    assert len(protocol.encode(Status(header, True))) == 26
-    assert len(protocol.encode(TEL)) == 40  # seq 42 is a one-byte fixint
+    assert len(protocol.encode(dataclasses.replace(TEL, header=header))) == 30
+    assert len(protocol.encode(dataclasses.replace(VIO, header=header))) == 47
+    assert len(protocol.encode(Status(header, True))) == 14
+    assert len(protocol.encode(TEL)) == 26  # seq 42 is a one-byte fixint
 
 
 # --- from_json -----------------------------------------------------------------------------------
@@ -142,6 +195,16 @@ def test_from_json_names_the_field() -> None:
     assert _json_error(tel | {"flags": 0}) == ("bad_type", "$.flags")
 
 
+def test_from_json_rejects_a_time_finer_than_the_wire_carries() -> None:
+    doc = protocol.to_json(TEL)
+    for extra in (1, 39):  # with or without the derived "time", the error names time_ms
+        loose = doc | {"time_ms": doc["time_ms"] + extra}
+        assert _json_error(loose) == ("out_of_range", "$.time_ms")
+        assert _json_error({k: v for k, v in loose.items() if k != "time"}) == (
+            "out_of_range", "$.time_ms")
+    assert protocol.from_json(doc) == TEL
+
+
 def test_from_json_of_a_newer_minor_ignores_added_keys() -> None:
     doc = protocol.to_json(TEL) | {"schema": "1.4", "wind_mps": 3.5}
     assert protocol.from_json(doc) == TEL
@@ -169,7 +232,7 @@ def test_hostile_20_byte_payloads_are_rejected_without_allocating(payload: bytes
     tracemalloc.start()
     try:
         with pytest.raises(protocol.RemoteProtocolError) as info:
-            protocol.decode(payload)
+            protocol.decode(payload, TEL_TOPIC)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -181,25 +244,47 @@ def test_oversized_is_checked_before_unpacking() -> None:
     valid_prefix = protocol.encode(TEL)
     payload = valid_prefix + b"\x00" * (protocol.MAX_MESSAGE_SIZE + 1 - len(valid_prefix))
     with pytest.raises(protocol.RemoteProtocolError) as info:
-        protocol.decode(payload)
+        protocol.decode(payload, TEL_TOPIC)
     assert info.value.code == "oversized"
 
 
 def test_decode_rejects_non_bytes() -> None:
     with pytest.raises(protocol.RemoteProtocolError) as info:
-        protocol.decode("\x90")  # type: ignore[arg-type]
+        protocol.decode("\x90", TEL_TOPIC)  # type: ignore[arg-type]
     assert info.value.code == "bad_type"
 
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
     data = protocol.encode(TEL)
-    assert protocol.decode(bytearray(data)) == TEL
-    assert protocol.decode(memoryview(data)) == TEL
+    assert protocol.decode(bytearray(data), TEL_TOPIC) == TEL
+    assert protocol.decode(memoryview(data), TEL_TOPIC) == TEL
+
+
+@pytest.mark.parametrize("topic", [
+    "", "presacop/v1/drones/nyc-0007", "presacop/v1/drones/+/telemetry",
+    "presacop/v1/drones/nyc-0007/alerts", b"presacop/v1/drones/nyc-0007/telemetry", None,
+])
+def test_decode_checks_the_topic_first(topic: object) -> None:
+    """A bad topic is a TopicError whatever the payload: the topic says whose and what it is."""
+    for payload in (protocol.encode(TEL), b"\xc1"):
+        with pytest.raises(protocol.TopicError) as info:
+            protocol.decode(payload, topic)  # type: ignore[arg-type]
+        assert info.value.code == "bad_topic"
+
+
+def test_the_topic_names_the_drone_and_the_kind() -> None:
+    data = protocol.encode(TEL)
+    other = protocol.decode(data, protocol.topic("bk-12", Kind.TELEMETRY))
+    assert other.header.drone_id == "bk-12" and protocol.message_id(other) == "bk-12:42"
+    assert protocol.to_json(other)["drone_id"] == "bk-12"
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.decode(data, VIO_TOPIC)
+    assert (info.value.code, info.value.path) == ("missing_field", "$.evidence_id")
 
 
 def test_to_json_of_a_decoded_message_follows_its_fields() -> None:
     """decode remembers the validated array for to_json; a changed copy must not reuse it."""
-    decoded = protocol.decode(protocol.encode(VIO))
+    decoded = protocol.decode(protocol.encode(VIO), VIO_TOPIC)
     assert protocol.to_json(decoded) == protocol.to_json(VIO)
     changed = dataclasses.replace(decoded, code=None)
     assert protocol.to_json(changed)["code"] is None
@@ -209,9 +294,7 @@ def test_to_json_of_a_decoded_message_follows_its_fields() -> None:
 
 
 def test_to_json_of_a_newer_minor_message_is_our_canonical_form() -> None:
-    import msgpack
-
     fields = msgpack.unpackb(protocol.encode(VIO))
     newer = msgpack.packb([0x12, *fields[1:], None, None, None, "appended"])
-    doc = protocol.to_json(protocol.decode(newer))
+    doc = protocol.to_json(protocol.decode(newer, VIO_TOPIC))
     assert doc == protocol.to_json(VIO) and doc["schema"] == "1.0"
