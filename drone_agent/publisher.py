@@ -13,6 +13,11 @@ every paho call and callback happens on that thread and reconnection is ours:
   the row stays queued but is moved behind everything else and retried only every
   `REFUSED_RETRY_S`, so a refused row cannot block the queue (Mosquitto 2.0 also closes the
   connection after refusing a publish, eclipse-mosquitto/mosquitto#2579).
+- An MQTT 5 PUBACK 0x10 "No matching subscribers" is not a delivery: the broker accepted the
+  message and dropped it, because nobody (no gateway) was subscribed. It happens for real after a
+  Mosquitto restart, which does not keep shared subscriptions, until the gateways subscribe
+  again. The row stays queued in place and publishing pauses (`UNROUTED_RETRY_MIN_S` doubling to
+  `UNROUTED_RETRY_MAX_S`) before the next try; the first routed PUBACK ends the pause.
 - Link lost: the paho client is discarded and a new one connects after a jittered exponential
   backoff. Whatever was in flight is simply sent again from the outbox: paho's own offline queue
   is memory only and is never relied on. Duplicates are harmless: the message id
@@ -46,6 +51,9 @@ log = logging.getLogger(__name__)
 ACK_BATCH = 64  # delete delivered rows in batches: one fsync'ed commit per batch, not per PUBACK
 ACK_FLUSH_S = 0.1
 REFUSED_RETRY_S = 300.0  # a row the broker refused is tried again after this long
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: accepted, delivered to nobody
+UNROUTED_RETRY_MIN_S = 1.0  # the pause after the first unrouted PUBACK, doubling per retry ...
+UNROUTED_RETRY_MAX_S = 30.0  # ... up to this
 IDLE_POLL_S = 0.1  # select() timeout when idle: bounds the latency of new messages and of stop()
 BUSY_POLL_S = 0.01
 
@@ -78,7 +86,7 @@ class Publisher:
         self._lock = threading.Lock()
         self.connected = False
         self.session_started_ms: int | None = None
-        self.counters = {"published": 0, "acked": 0, "rejected": 0, "connects": 0,
+        self.counters = {"published": 0, "acked": 0, "rejected": 0, "unrouted": 0, "connects": 0,
                          "reconnects": 0, "connect_failures": 0, "connection_lost": 0}
         self._will_seq: int | None = None
         self._held: dict[int, float] = {}  # refused seq -> monotonic time of the next try
@@ -248,6 +256,8 @@ class Publisher:
         import paho.mqtt.client as mqtt
 
         room = self.config.inflight - len(self._inflight)
+        if time.monotonic() < self._unrouted_until:
+            room = 0  # nobody is subscribed: wait before sending more into the void
         if room > 0 and not (self._stopping.is_set() and time.monotonic() >= self._drain_until):
             for entry in self.outbox.pending(room, self._excluded()):
                 info = client.publish(self._topic_for(entry.kind), entry.payload, qos=1)
@@ -307,10 +317,29 @@ class Publisher:
             log.error("publisher: broker refused seq %d: %s (kept in the outbox, retried in "
                       "%.0f s)", seq, reason_code, REFUSED_RETRY_S)
             return
+        if getattr(reason_code, "value", None) == NO_MATCHING_SUBSCRIBERS:
+            self._unrouted(seq)
+            return
+        self._unrouted_streak = 0
         if not self._acked:
             self._acked_since = time.monotonic()
         self._acked.append(seq)
         self.counters["acked"] += 1
+
+    def _unrouted(self, seq: int) -> None:
+        """PUBACK 0x10: the broker dropped `seq` for want of a subscriber. The row stays queued,
+        in its place; publishing pauses, longer after each round that met nobody."""
+        self.counters["unrouted"] += 1
+        now = time.monotonic()
+        if now < self._unrouted_until:
+            return  # one of the window sent before the pause began: the pause stands
+        self._unrouted_streak += 1
+        pause = backoff_delay(self._unrouted_streak, UNROUTED_RETRY_MIN_S, UNROUTED_RETRY_MAX_S)
+        self._unrouted_until = now + pause
+        if self._unrouted_streak == 1:
+            log.warning("publisher: seq %d reached no subscriber (PUBACK 0x10: is the gateway "
+                        "subscribed?); kept in the outbox, publishing paused %.1f s and "
+                        "retried", seq, pause)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -319,6 +348,8 @@ class Publisher:
         self._acked: list[int] = []  # PUBACKed, not yet deleted from the outbox
         self._acked_since = 0.0
         self._status_mid: int | None = None
+        self._unrouted_until = 0.0  # monotonic: no publishing before this (PUBACK 0x10 pause)
+        self._unrouted_streak = 0
         self._lost = False
         self._connack = None
 

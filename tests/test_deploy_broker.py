@@ -1,16 +1,20 @@
 """The shipped broker policy (deploy/mosquitto/) holds on a real Mosquitto 2.0.
 
 Since the payload no longer carries the drone id, the broker's ACL is what stops one drone from
-publishing as another. These tests run the shipped files, not copies:
+publishing as another, and the drone listener's `use_username_as_clientid` what stops one from
+knocking another offline by taking its client id; the gateways, which share a username, keep
+their own client ids on a listener of their own. These tests run the shipped files, not copies:
 
 - `deploy/mosquitto/presacop.conf` is the only drop-in of a copy of Debian's main mosquitto.conf
-  (as `apt-get install mosquitto` leaves it). Rewritten in it, and nothing else: the password file
+  (as `apt-get install mosquitto` leaves it). Rewritten in it, and nothing else: the password files
   and the certificates point into tmp_path, the ACL path points at `deploy/mosquitto/presacop.acl`
-  in this repository, and `listener 8883` becomes a free port on 127.0.0.1. TLS stays on, with a
-  throwaway CA made by openssl. In Debian's main config the pid file, persistence location, log
-  file and include_dir point into tmp_path, and `user <current user>` is added so that a run as
-  root does not switch to user mosquitto, which cannot read tmp_path.
-- The password file is made with `mosquitto_passwd` for drone-a, drone-b and presacop-gateway.
+  in this repository, and the drone listener 8883 and the gateway listener 8884 become free ports
+  on 127.0.0.1. TLS stays on, with a throwaway CA made by openssl. In Debian's main config the pid
+  file, persistence location, log file and include_dir point into tmp_path, and
+  `user <current user>` is added so that a run as root does not switch to user mosquitto, which
+  cannot read tmp_path.
+- The password files are made with `mosquitto_passwd`: drone-a and drone-b in the drones' file,
+  presacop-gateway in the gateways' file.
 
 "Never delivered" is shown without sleeping: the test waits for a later message that the broker
 must deliver after the forbidden one, had it routed that one at all (a marker from another
@@ -20,7 +24,9 @@ client, the drone's own PUBACK, or `sync_point` for last wills).
 from __future__ import annotations
 
 import getpass
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -35,13 +41,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from presacop.stack import Mosquitto, free_port
+from presacop.stack import Mosquitto, free_ports
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 SHIPPED_CONF = DEPLOY / "presacop.conf"
 SHIPPED_ACL = DEPLOY / "presacop.acl"
 
-PASSWORDS = {"drone-a": "pw-a", "drone-b": "pw-b", "presacop-gateway": "pw-gateway"}
+DRONES = {"drone-a": "pw-a", "drone-b": "pw-b"}
+GATEWAYS = {"presacop-gateway": "pw-gateway"}
+PASSWORDS = DRONES | GATEWAYS
 SHARED = "$share/g/presacop/v1/drones/+/+"  # what the gateway subscribes (gateway/mqtt_source.py)
 KINDS = ("telemetry", "violation", "status")
 TIMEOUT = 15.0
@@ -49,6 +57,7 @@ TIMEOUT = 15.0
 # MQTT 5 reason codes
 SUCCESS = 0x00
 GRANTED_QOS_1 = 0x01
+NO_MATCHING_SUBSCRIBERS = 0x10
 NOT_AUTHORIZED = 0x87
 
 # /etc/mosquitto/mosquitto.conf of Debian 12's mosquitto 2.0.11 package.
@@ -73,12 +82,12 @@ def topic(drone: str, kind: str) -> str:
     return f"presacop/v1/drones/{drone}/{kind}"
 
 
-def rewrite(text: str, key: str, shipped: str, ours: str) -> str:
-    """Replace the value of the one config line `key <shipped>` with `ours`; fail if that exact
-    line is not there once (so a changed production value shows up here)."""
+def rewrite(text: str, key: str, shipped: str, ours: str, times: int = 1) -> str:
+    """Replace the value of the config lines `key <shipped>` with `ours`; fail unless that exact
+    line is there `times` times (so a changed production value shows up here)."""
     pattern = re.compile(rf"^{re.escape(key)} {re.escape(shipped)}$", re.MULTILINE)
     new, count = pattern.subn(f"{key} {ours}", text)
-    assert count == 1, f"expected one line {key!r} {shipped!r}, found {count}"
+    assert count == times, f"expected {times} lines {key!r} {shipped!r}, found {count}"
     return new
 
 
@@ -95,18 +104,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 
 
 class ShippedMosquitto(Mosquitto):
-    """Debian's main mosquitto.conf plus the shipped drop-in, paths and port rewritten.
+    """Debian's main mosquitto.conf plus the shipped drop-in, paths and ports rewritten.
 
-    The readiness probe is a TLS login as presacop-gateway: the shipped policy allows no
-    anonymous client, so presacop.stack's anonymous round trip cannot pass here."""
+    `port` is the drone listener (8883), `gateway_port` the gateway listener (8884). The readiness
+    probe is a TLS login as presacop-gateway: the shipped policy allows no anonymous client, so
+    presacop.stack's anonymous round trip cannot pass here."""
 
-    def __init__(self, state_dir: Path, port: int, certs: Path, passwd: Path) -> None:
+    def __init__(self, state_dir: Path, port: int, gateway_port: int, certs: Path,
+                 passwd_dir: Path) -> None:
         super().__init__(state_dir, port)
+        self.gateway_port = gateway_port
         self.certs = certs
-        self.passwd = passwd
+        self.passwd_dir = passwd_dir
         self.ca = certs / "ca.pem"
         self.drop_in = self.state_dir / "conf.d" / "presacop.conf"
         self.db_path = self.state_dir / "mosquitto.db"
+
+    def listen_ports(self) -> list[int]:
+        return [self.port, self.gateway_port]
 
     def config_text(self) -> str:
         text = DEBIAN_MAIN_CONF
@@ -120,12 +135,16 @@ class ShippedMosquitto(Mosquitto):
 
     def drop_in_text(self) -> str:
         text = SHIPPED_CONF.read_text()
-        text = rewrite(text, "password_file", "/etc/mosquitto/presacop.passwd", str(self.passwd))
-        text = rewrite(text, "acl_file", "/etc/mosquitto/presacop.acl", str(SHIPPED_ACL))
+        for name in ("presacop-drones.passwd", "presacop-gateways.passwd"):
+            text = rewrite(text, "password_file", f"/etc/mosquitto/{name}",
+                           str(self.passwd_dir / name))
+        text = rewrite(text, "acl_file", "/etc/mosquitto/presacop.acl", str(SHIPPED_ACL), times=2)
         text = rewrite(text, "listener", "8883", f"{self.port} 127.0.0.1")
+        text = rewrite(text, "listener", "8884", f"{self.gateway_port} 127.0.0.1")
         for key, name in (("cafile", "ca.pem"), ("certfile", "server.pem"),
                           ("keyfile", "server.key")):
-            text = rewrite(text, key, f"/etc/mosquitto/certs/{name}", str(self.certs / name))
+            text = rewrite(text, key, f"/etc/mosquitto/certs/{name}", str(self.certs / name),
+                           times=2)
         return text
 
     def _prepare(self) -> None:
@@ -134,7 +153,8 @@ class ShippedMosquitto(Mosquitto):
         self.drop_in.write_text(self.drop_in_text())
 
     def health_check(self, timeout: float = 10.0) -> None:
-        peer = Peer(self, "presacop-gateway", "readiness-probe", timeout=timeout)
+        peer = Peer(self, self.gateway_port, "presacop-gateway", "readiness-probe",
+                    timeout=timeout)
         try:
             assert peer.connack().value == SUCCESS, f"login refused: {peer.connack()}"
         finally:
@@ -143,14 +163,20 @@ class ShippedMosquitto(Mosquitto):
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def sync_point(self, client_id: str) -> None:
-        """Wait until the broker has handled the loss of `client_id`'s connection.
+    def sync_disconnect(self, client_id: str) -> None:
+        """Wait until the broker has handled `client_id`'s DISCONNECT."""
+        line = f"Client {client_id} disconnected."
+        assert wait_until(lambda: line in self.log()), f"broker never logged {line!r}"
+
+    def sync_point(self, client_id: str, times: int = 1) -> None:
+        """Wait until the broker has handled the loss of `client_id`'s `times`-th connection.
 
         Mosquitto is single-threaded and logs "Client <id> closed its connection." in the same call
         that then sends (or, refused by the ACL, drops) the client's last will. So once the line is
         in the log, a message published afterwards reaches a subscriber after that will would."""
         line = f"Client {client_id} closed its connection."
-        assert wait_until(lambda: line in self.log()), f"broker never logged {line!r}"
+        assert wait_until(lambda: self.log().count(line) >= times), \
+            f"broker never logged {line!r} {times} times"
 
 
 # -- an MQTT 5 client whose broker answers the test can wait on -----------------------------------
@@ -159,7 +185,8 @@ class ShippedMosquitto(Mosquitto):
 class Peer:
     """A paho MQTT 5 client over TLS, recording CONNACK, PUBACKs, SUBACKs and messages."""
 
-    def __init__(self, broker: ShippedMosquitto, username: str | None, client_id: str, *,
+    def __init__(self, broker: ShippedMosquitto, port: int, username: str | None,
+                 client_id: str, *,
                  password: str | None = None, will: tuple[str, bytes] | None = None,
                  clean_start: bool = True, session_expiry: int = 0,
                  timeout: float = TIMEOUT) -> None:
@@ -186,7 +213,7 @@ class Peer:
         props.SessionExpiryInterval = session_expiry
         self._client = client
         try:
-            client.connect(broker.host, broker.port, keepalive=30, clean_start=clean_start,
+            client.connect(broker.host, port, keepalive=30, clean_start=clean_start,
                            properties=props)
         except BaseException:
             self._close_socket()
@@ -251,6 +278,9 @@ class Peer:
         with self._cond:
             return [p for _, p in self.messages]
 
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
     def crash(self) -> None:
         """Drop the connection without DISCONNECT, as a lost link does: the will is sent."""
         self._client.loop_stop()
@@ -295,10 +325,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def broker(tmp_path: Path, certs: Path) -> Iterator[ShippedMosquitto]:
     """A started private Mosquitto running the shipped config and ACL; stopped at teardown."""
-    passwd = tmp_path / "presacop.passwd"
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password)
-    running = ShippedMosquitto(tmp_path / "mosquitto", free_port(), certs, passwd)
+    for name, users in (("presacop-drones.passwd", DRONES),
+                        ("presacop-gateways.passwd", GATEWAYS)):
+        for i, (user, password) in enumerate(users.items()):
+            run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(tmp_path / name),
+                user, password)
+    drone_port, gateway_port = free_ports(2)
+    running = ShippedMosquitto(tmp_path / "mosquitto", drone_port, gateway_port, certs, tmp_path)
     try:
         running.start()
         yield running
@@ -308,11 +341,16 @@ def broker(tmp_path: Path, certs: Path) -> Iterator[ShippedMosquitto]:
 
 @pytest.fixture
 def connect(broker: ShippedMosquitto) -> Iterator[Callable[..., Peer]]:
-    """connect(username, client_id=username, **Peer kwargs) -> a Peer, closed at teardown."""
+    """connect(username, client_id=username, port=..., **Peer kwargs) -> a Peer, closed at
+    teardown. The port defaults to the listener of the user's kind: the gateway listener for
+    presacop-gateway, the drone listener for everyone else."""
     peers: list[Peer] = []
 
-    def factory(username: str | None, client_id: str | None = None, **kwargs: Any) -> Peer:
-        peer = Peer(broker, username, client_id or username or "anonymous", **kwargs)
+    def factory(username: str | None, client_id: str | None = None, *, port: int | None = None,
+                **kwargs: Any) -> Peer:
+        if port is None:
+            port = broker.gateway_port if username in GATEWAYS else broker.port
+        peer = Peer(broker, port, username, client_id or username or "anonymous", **kwargs)
         peers.append(peer)
         return peer
 
@@ -335,13 +373,17 @@ def gateway(connect: Callable[..., Peer], client_id: str = "gateway-1", **kwargs
 
 
 def test_shipped_config_runs_under_debians_main_config(broker: ShippedMosquitto) -> None:
-    # The fixture's broker passed a TLS login as presacop-gateway on the rewritten 8883 listener.
+    # The fixture's broker passed a TLS login as presacop-gateway on the rewritten 8884 listener.
     assert broker.running()
     log = broker.log()
-    assert "Error" not in log, log
-    # One listener, the TLS one: no plain port slipped in with the drop-in.
+    # presacop.stack's readiness check first opens and closes a bare TCP connection to each port,
+    # which Mosquitto may log as "OpenSSL Error[0]: ... unexpected eof while reading".
+    errors = [line for line in log.splitlines()
+              if "Error" in line and "unexpected eof while reading" not in line]
+    assert errors == [], log
+    # Two listeners, both TLS (the drop-in rewrites exactly these two): no plain port slipped in.
     ports = set(re.findall(r"Opening ipv[46] listen socket on port (\d+)\.", log))
-    assert ports == {str(broker.port)}, log
+    assert ports == {str(broker.port), str(broker.gateway_port)}, log
     # autosave_interval 5: a snapshot appears while the broker runs (Debian's default is 1800 s),
     # in Debian's persistence_location, which the drop-in does not repeat.
     assert wait_until(broker.db_path.exists, timeout=20), "no persistence snapshot within 20 s"
@@ -352,7 +394,7 @@ def test_queue_limits_keep_more_than_mosquittos_default_1000_for_an_absent_gatew
     count = 2500  # more than the default max_queued_messages 1000 plus the inflight window
     gw = gateway(connect, "gateway-q", clean_start=False, session_expiry=300)
     gw.close()
-    assert wait_until(lambda: "Client gateway-q disconnected." in broker.log())
+    broker.sync_disconnect("gateway-q")
     drone = connect("drone-a")
     assert drone.connack().value == SUCCESS
     for i in range(count):
@@ -394,10 +436,10 @@ def test_a_drone_cannot_publish_as_another_drone_or_off_its_topics(
         "presacop/v1/drones/drone-a",         # above
         "presacop/_health/x",                 # the local stack's probe: not in production
     ]
-    for i, name in enumerate(forbidden):
+    for name in forbidden:
         # One connection per attempt: over TLS, Mosquitto 2.0.11 drops the connection right after
         # the refusing PUBACK (eclipse-mosquitto/mosquitto#2579; a plain listener keeps it).
-        drone_a = connect("drone-a", f"drone-a-{i}")
+        drone_a = connect("drone-a")
         assert drone_a.connack().value == SUCCESS
         rc = drone_a.publish(name, b"spoof:" + name.encode(), retain=name.endswith("status"))
         assert rc.value == NOT_AUTHORIZED, (name, rc)
@@ -429,16 +471,117 @@ def test_a_drone_cannot_read_other_drones(connect: Callable[..., Peer]) -> None:
 def test_a_last_will_counts_only_on_the_drones_own_status_topic(
         broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
     gw = gateway(connect)
-    own = connect("drone-a", "drone-a-1", will=(topic("drone-a", "status"), b"own-will"))
+    own = connect("drone-a", will=(topic("drone-a", "status"), b"own-will"))
     assert own.connack().value == SUCCESS
     own.crash()
     gw.wait_for(b"own-will")  # the will fires when the link drops
-    spoof = connect("drone-a", "drone-a-2", will=(topic("drone-b", "status"), b"spoof-will"))
+    spoof = connect("drone-a", will=(topic("drone-b", "status"), b"spoof-will"))
     # Mosquitto accepts a will it would refuse and checks the ACL only when sending it.
     assert spoof.connack().value == SUCCESS
     spoof.crash()
-    broker.sync_point("drone-a-2")
+    broker.sync_point("drone-a", times=2)  # own's connection, then spoof's
     marker = connect("drone-b")
     assert marker.publish(topic("drone-b", "telemetry"), b"marker").value == SUCCESS
     gw.wait_for(b"marker")
     assert gw.payloads() == [b"own-will", b"marker"]
+
+
+# -- the listeners: who chooses the client id ----------------------------------------------------
+
+
+def test_each_listener_takes_only_its_own_logins(
+        broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
+    # A drone password on the gateway listener, where the client picks its own client id, would
+    # undo use_username_as_clientid; the gateway's on the drone listener would give every gateway
+    # the client id presacop-gateway, so each would knock the others off.
+    assert connect("drone-a", port=broker.gateway_port).connack().value == NOT_AUTHORIZED
+    assert connect("presacop-gateway", port=broker.port).connack().value == NOT_AUTHORIZED
+    assert connect(None, port=broker.gateway_port).connack().value == NOT_AUTHORIZED
+
+
+def test_a_drone_cannot_knock_another_drone_off_or_take_its_session(
+        broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
+    gw = gateway(connect)
+    drone_b = connect("drone-b", clean_start=False, session_expiry=300)
+    assert drone_b.connack().value == SUCCESS
+    impostor = connect("drone-a", "drone-b", clean_start=False, session_expiry=300)
+    assert impostor.connack().value == SUCCESS
+    # Mosquitto closes the older connection with a client id while it handles the CONNECT, before
+    # its CONNACK: had the impostor been drone-b, drone-b would be gone by now.
+    assert drone_b.publish(topic("drone-b", "telemetry"), b"b-still-here").value == SUCCESS
+    assert drone_b.connected()
+    gw.wait_for(b"b-still-here")
+    assert "already connected, closing old connection" not in broker.log()
+    # The impostor's persistent session is drone-a's: a later drone-a login finds it.
+    impostor.close()
+    broker.sync_disconnect("drone-a")
+    again = connect("drone-a", clean_start=False, session_expiry=300)
+    assert again.connack().value == SUCCESS and again.session_present
+
+
+def test_gateways_share_the_subscription_each_under_its_own_client_id(
+        broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
+    count = 20
+    gateways = [gateway(connect, f"presacop-gateway-{n}", clean_start=False, session_expiry=300)
+                for n in (1, 2)]
+    drone = connect("drone-a")
+    for i in range(count):
+        assert drone.publish(topic("drone-a", "telemetry"), b"%d" % i).value == SUCCESS
+    assert wait_until(lambda: sum(len(gw.payloads()) for gw in gateways) >= count)
+    shares = [gw.payloads() for gw in gateways]
+    assert all(shares), shares  # both take part ...
+    assert sorted(shares[0] + shares[1], key=int) == [b"%d" % i for i in range(count)]  # ... once
+    assert all(gw.connected() for gw in gateways)
+    assert "already connected, closing old connection" not in broker.log()
+
+
+def test_the_gateway_login_only_reads(connect: Callable[..., Peer]) -> None:
+    # With per_listener_settings true the gateway listener needs its own acl_file line: without
+    # it, this login could publish as any drone (Mosquitto 2.0.11 then accepts with 0x10).
+    gw = connect("presacop-gateway", "gateway-w")
+    assert gw.connack().value == SUCCESS
+    assert gw.publish(topic("drone-a", "telemetry"), b"forged").value == NOT_AUTHORIZED
+
+
+def test_a_drone_added_with_mosquitto_passwd_logs_in_after_a_reload(
+        broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
+    # The procedure in presacop.conf's header, with per-listener password files.
+    assert connect("drone-c", password="pw-c").connack().value == NOT_AUTHORIZED
+    run("mosquitto_passwd", "-b", str(broker.passwd_dir / "presacop-drones.passwd"),
+        "drone-c", "pw-c")
+    assert broker.pid is not None
+    os.kill(broker.pid, signal.SIGHUP)  # systemctl reload mosquitto
+    # Mosquitto logs this and rereads the files in one pass of its single-threaded loop, before
+    # it reads a CONNECT sent after the line appeared.
+    assert wait_until(lambda: "Reloading config." in broker.log())
+    drone_c = connect("drone-c", password="pw-c")
+    assert drone_c.connack().value == SUCCESS
+    # The ACL's pattern lines cover the new drone: accepted (no gateway here to receive it).
+    assert drone_c.publish(topic("drone-c", "telemetry"), b"c").value == NO_MATCHING_SUBSCRIBERS
+    assert connect("drone-c", password="pw-c", port=broker.gateway_port).connack().value == \
+        NOT_AUTHORIZED
+
+
+# -- a broker restart ----------------------------------------------------------------------------
+
+
+def test_a_restart_keeps_what_is_queued_for_a_gateway_but_not_its_shared_subscription(
+        broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
+    # Mosquitto 2.0.11 saves a session's plain subscriptions, not its $share ones (its
+    # persist__subs_save walks only the plain ones). Until a gateway subscribes again, which it
+    # does on every connect, nothing matches a drone's message: PUBACK 0x10 and it is gone.
+    gw = gateway(connect, "gateway-r", clean_start=False, session_expiry=300)
+    gw.close()
+    broker.sync_disconnect("gateway-r")
+    drone = connect("drone-a")
+    assert drone.publish(topic("drone-a", "telemetry"), b"queued").value == SUCCESS
+    broker.stop()
+    broker.start()
+    drone = connect("drone-a")
+    assert drone.publish(topic("drone-a", "telemetry"), b"lost").value == NO_MATCHING_SUBSCRIBERS
+    back = connect("presacop-gateway", "gateway-r", clean_start=False, session_expiry=300)
+    assert back.connack().value == SUCCESS and back.session_present
+    assert [r.value for r in back.subscribe(SHARED)] == [GRANTED_QOS_1]
+    assert drone.publish(topic("drone-a", "telemetry"), b"after").value == SUCCESS
+    back.wait_for(b"after")
+    assert back.payloads() == [b"queued", b"after"]

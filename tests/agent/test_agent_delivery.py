@@ -170,3 +170,28 @@ def test_rows_leave_the_outbox_only_when_the_broker_acknowledged_them(
         proxy.stop()
         collector.close()
     assert agent.stats()["outbox_depth"] == 0
+
+
+def test_a_message_no_one_was_subscribed_to_stays_queued_until_someone_is(
+        tmp_path: Path, mosquitto_factory) -> None:
+    # After a Mosquitto restart no shared subscription exists until the gateways subscribe
+    # again; meanwhile the broker answers PUBACK 0x10 and drops the message. The agent must not
+    # take that for a delivery.
+    broker = mosquitto_factory()
+    agent = from_config(make_config(tmp_path / "data", broker.port))
+    collector = None
+    try:
+        agent.start()
+        assert wait_until(lambda: agent.stats()["unrouted"] >= 3
+                          and agent.stats()["violations"] >= 2, 60)
+        unheard_v, unheard_t = outbox_seqs(agent)
+        assert unheard_v and unheard_t  # kept, not deleted as if delivered
+        assert agent.stats()["acked"] == 0  # (the retained online status is not a queued row)
+        collector = Collector(broker.host, broker.port, "late-gateway")
+        assert wait_until(lambda: unheard_v <= received_seqs(collector, protocol.Violation)
+                          and unheard_t <= received_seqs(collector, protocol.Telemetry), 60)
+    finally:
+        agent.stop(timeout=10.0)
+        if collector is not None:
+            collector.close()
+    assert agent.stats()["outbox_depth"] == 0

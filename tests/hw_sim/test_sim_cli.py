@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
+import protocol
 from presacop.stack import Mosquitto
 
 FAST = ["--fps", "4", "--resolution", "640x360", "--violation-rate", "0.5", "--interval", "1"]
@@ -18,6 +21,26 @@ FAST = ["--fps", "4", "--resolution", "640x360", "--violation-rate", "0.5", "--i
 def sim(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hw_sim.cli", *args], capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def broker(mosquitto_factory: Callable[..., Mosquitto]) -> Iterator[Mosquitto]:
+    """A broker with a subscriber standing in for the gateway. Without one, Mosquitto drops
+    every message (PUBACK 0x10, no matching subscribers) and the agents keep them queued."""
+    running = mosquitto_factory()
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-cli-gateway",
+                         protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(protocol.SUBSCRIPTION, qos=1)
+    client.on_subscribe = lambda _c, _u, _mid, _rcs, _p: subscribed.set()
+    client.connect(running.host, running.port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(30)
+        yield running
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_help_is_the_module_docstring() -> None:
@@ -59,9 +82,7 @@ def test_no_broker_means_nothing_acknowledged_and_exit_1(tmp_path: Path) -> None
     assert (tmp_path / "sim-0001" / "outbox.sqlite3").exists()
 
 
-def test_fleet_run_with_link_faults_drains_and_reports_json(
-        mosquitto_factory: Callable[..., Mosquitto]) -> None:
-    broker = mosquitto_factory()
+def test_fleet_run_with_link_faults_drains_and_reports_json(broker: Mosquitto) -> None:
     done = sim("--drones", "2", "--broker", f"{broker.host}:{broker.port}", "--duration", "8",
                "--link-faults", "every=3,down=1,jitter=0", "--seed", "5", "--json", *FAST)
     assert done.returncode == 0, done.stderr
@@ -75,9 +96,7 @@ def test_fleet_run_with_link_faults_drains_and_reports_json(
     assert "linked | frames" in done.stderr  # live lines go to stderr with --json
 
 
-def test_processes_split_the_fleet_and_merge_the_summary(
-        mosquitto_factory: Callable[..., Mosquitto]) -> None:
-    broker = mosquitto_factory()
+def test_processes_split_the_fleet_and_merge_the_summary(broker: Mosquitto) -> None:
     done = sim("--drones", "3", "--processes", "2", "--broker", f"{broker.host}:{broker.port}",
                "--duration", "5", *FAST)
     assert done.returncode == 0, done.stderr
@@ -88,11 +107,9 @@ def test_processes_split_the_fleet_and_merge_the_summary(
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_sigterm_lands_the_fleet_and_reports(mosquitto_factory: Callable[..., Mosquitto],
-                                             processes: str) -> None:
+def test_sigterm_lands_the_fleet_and_reports(broker: Mosquitto, processes: str) -> None:
     import signal
 
-    broker = mosquitto_factory()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hw_sim.cli", "--drones", "2", "--processes", processes,
          "--broker", f"{broker.host}:{broker.port}", "--duration", "0", "--json", *FAST],
