@@ -134,4 +134,4 @@ class SeqTracker:
 
 
 def _popcount(x: int) -> int:
-    return bin(x).count("1")
+    return x.bit_count()  # in C; bin(x).count("1") built a 4096-character string per drone

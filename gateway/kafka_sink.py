@@ -44,12 +44,19 @@ log = logging.getLogger("gateway.kafka")
 Callback = Callable[["RecordRejected | None"], None]
 
 
+_KafkaTimeoutError: type[Exception] = Exception  # kafka.errors.KafkaTimeoutError, once imported
+
+
 def _import_kafka() -> None:
     """Import kafka-python once, quietly: 3.0 warns (DeprecationWarning) about its own use of
-    importlib.resources at import time, which test runs treat as errors."""
+    importlib.resources at import time, which test runs treat as errors. Names used per record
+    are bound here, not imported in the hot path (an import statement costs about 1 us)."""
+    global _KafkaTimeoutError
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import kafka.admin  # noqa: F401
+        from kafka.errors import KafkaTimeoutError
+    _KafkaTimeoutError = KafkaTimeoutError
 
 
 class RecordRejected(Exception):
@@ -132,9 +139,13 @@ class KafkaSink:
 
     def submit(self, record: OutRecord, callback: Callback) -> None:
         """Produce `record`; `callback` runs once, on another thread, with the outcome."""
+        self.submit_many([(record, callback)])
+
+    def submit_many(self, batch: list[tuple[OutRecord, Callback]]) -> None:
+        """`submit` each (record, callback) in order, with one lock and at most one wake-up."""
         with self._cond:
-            self._outstanding += 1
-            self._fresh.append(_Item(0.0, 0, record, callback))
+            self._outstanding += len(batch)
+            self._fresh.extend([_Item(0.0, 0, record, callback) for record, callback in batch])
             if self._waiting:  # wake the sender only when it sleeps: a notify per record is costly
                 self._cond.notify()
 
@@ -188,13 +199,15 @@ class KafkaSink:
                 log.error("kafka producer failed fatally; rebuilding it")
                 self._drop_producer()
                 return
-        for item in self._take_due():
+        due = self._take_due()
+        if not self._confluent:
+            self._send_all(due)
+            return
+        for item in due:
             if self._producer is None:  # dropped mid-batch: the rest waits for a new one
                 self._retry(item, RuntimeError("producer rebuilt"))
-            elif self._confluent:
-                self._send_confluent(item)
             else:
-                self._send(item)
+                self._send_confluent(item)
 
     def _poll_confluent(self) -> None:
         """Serve librdkafka's delivery reports (our callbacks run here, on this thread). With
@@ -268,30 +281,46 @@ class KafkaSink:
                 due.append(fresh.popleft())
         return due
 
-    def _send(self, item: _Item) -> None:
-        from kafka.errors import KafkaTimeoutError
+    def _send_all(self, items: list[_Item]) -> None:
+        """kafka-python: send each item, then register the attempts under one lock (not one per
+        record) before attaching their callbacks, so a callback always finds its attempt."""
+        sent: list[tuple[_Item, Any]] = []
+        for item in items:
+            if self._producer is None:  # dropped mid-batch: the rest waits for a new one
+                self._retry(item, RuntimeError("producer rebuilt"))
+                continue
+            future = self._send(item)
+            if future is not None:
+                sent.append((item, future))
+        if not sent:
+            return
+        now = time.monotonic()
+        with self._cond:
+            for item, _ in sent:
+                token = item.token = next(self._tokens)
+                item.sent_at = now
+                self._in_producer[token] = item
+        for item, future in sent:
+            token = item.token
+            future.add_callback(lambda _meta, item=item, token=token: self._acked(item, token))
+            future.add_errback(lambda exc, item=item, token=token: self._failed(item, token, exc))
 
+    def _send(self, item: _Item) -> Any:
+        """Hand one record to kafka-python: its future, or None when the outcome is already
+        dealt with (retry or rejection)."""
         r = item.record
         try:
-            future = self._producer.send(r.topic, value=r.value, key=r.key,
-                                         headers=list(r.headers))
-        except KafkaTimeoutError as exc:  # no metadata / no buffer space within max_block_ms
+            return self._producer.send(r.topic, value=r.value, key=r.key,
+                                       headers=list(r.headers))
+        except _KafkaTimeoutError as exc:  # no metadata / no buffer space within max_block_ms
             self._retry(item, exc)
-            return
         except (ValueError, TypeError) as exc:
             self._report(item, RecordRejected(f"{type(exc).__name__}: {exc}"))
-            return
         except Exception as exc:  # a producer in a bad state: rebuild it
             log.warning("kafka producer failed, rebuilding it: %s", exc)
             self._retry(item, exc)
             self._drop_producer()
-            return
-        with self._cond:
-            token = item.token = next(self._tokens)
-            item.sent_at = time.monotonic()
-            self._in_producer[token] = item
-        future.add_callback(lambda _meta: self._acked(item, token))
-        future.add_errback(lambda exc: self._failed(item, token, exc))
+        return None
 
     def _send_confluent(self, item: _Item) -> None:
         from confluent_kafka import KafkaException
@@ -376,7 +405,8 @@ class KafkaSink:
             log.exception("record callback failed")
         with self._cond:
             self._outstanding -= 1
-            self._cond.notify_all()
+            if not self._outstanding:  # only `wait_idle` waits for this: no wake-up per record
+                self._cond.notify_all()
 
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -429,6 +459,7 @@ class KafkaSink:
             delivery_timeout_ms=p.delivery_timeout_ms,
             max_in_flight_requests_per_connection=p.max_in_flight,
             max_block_ms=p.max_block_ms,
+            partitioner=_KeyHashCache.make(),
         )
 
     def _make_confluent(self) -> Any:
@@ -450,6 +481,10 @@ class KafkaSink:
             "request.timeout.ms": p.request_timeout_ms,
             "max.in.flight.requests.per.connection": p.max_in_flight,
             "reconnect.backoff.max.ms": 2000,
+            # Keyed records on the same partition as kafka-python and the Java producer put them
+            # (librdkafka's default is consistent_random, a different hash): switching backends
+            # keeps each drone's records on one partition, in order.
+            "partitioner": "murmur2_random",
             "logger": logging.getLogger("gateway.kafka.librdkafka"),
         }
         if c.sasl_mechanism:
@@ -516,6 +551,41 @@ class KafkaSink:
             self._sleep(self._cfg.health_interval_s)
         if admin is not None:
             _close_quietly(admin)
+
+
+class _KeyHashCache:
+    """kafka-python's default partitioner, with the murmur2 hash of each key remembered.
+
+    The same partition as `DefaultPartitioner` for every record (keyed: murmur2 of the key
+    modulo the topic's partition count, read per record, so a topic that grows moves keys exactly
+    as it would otherwise; keyless: the default's choice). The default hashes every key in pure
+    Python (about 2 us) and builds two sets per record; the gateway's keys are a fleet's drone
+    ids, the same few thousand over and over."""
+
+    MAX_KEYS = 65536  # emptied when full: bounded whatever keys arrive
+
+    @classmethod
+    def make(cls) -> Any:
+        from kafka.partitioner.default import DefaultPartitioner, murmur2
+
+        hashes: dict[bytes, int] = {}
+
+        class Partitioner(DefaultPartitioner):  # type: ignore[misc]
+            def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
+                          serialized_value: Any, cluster: Any) -> int:
+                partitions = cluster.partitions_for_topic(topic) if serialized_key else None
+                if not partitions:
+                    return int(super().partition(topic, key, serialized_key, value,
+                                                 serialized_value, cluster))
+                h = hashes.get(serialized_key)
+                if h is None:
+                    if len(hashes) >= cls.MAX_KEYS:
+                        hashes.clear()
+                    h = hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+                ordered = sorted(partitions)
+                return int(ordered[h % len(ordered)])
+
+        return Partitioner()
 
 
 def _close_quietly(client: Any, timeout: float | None = None) -> None:

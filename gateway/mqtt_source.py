@@ -1,7 +1,8 @@
 """The MQTT side: a paho-mqtt 2.x client with manual acknowledgement, on one owned thread.
 
 The thread `gateway-mqtt` owns the paho client outright: it connects, runs paho's loop, calls the
-`on_delivery` callback for each PUBLISH and sends every PUBACK. Other threads never touch the
+`on_delivery` callback for each PUBLISH, `on_pass` after each pass of the loop (so the receiver
+can hand on a pass's deliveries at once), and sends every PUBACK. Other threads never touch the
 client; they hand acknowledgements over with `ack()`, a lock-free deque drained after each loop
 pass. That keeps paho single-threaded (its non-threaded mode writes to the socket directly from
 whichever thread queues a packet) and lets the acks be checked against the connection they
@@ -68,8 +69,10 @@ class MqttSource:
                  on_stale_ack: Callable[[], None] | None = None,
                  room: Callable[[], int] | None = None, limit: int = 1000,
                  on_pause: Callable[[bool], None] | None = None,
-                 on_defer: Callable[[], None] | None = None, retire: bool = False) -> None:
+                 on_defer: Callable[[], None] | None = None, retire: bool = False,
+                 on_pass: Callable[[], None] | None = None) -> None:
         self._cfg = cfg
+        self._on_pass = on_pass or (lambda: None)
         self._room = room or (lambda: limit)
         self._limit = limit
         self._full_since: float | None = None
@@ -142,6 +145,7 @@ class MqttSource:
             except Exception:  # a paho or socket surprise: drop this connection, not the thread
                 log.exception("mqtt loop failed; reconnecting")
                 self._drop_connection()
+            self._on_pass()  # deliveries of a pass cut short are handed on all the same
             if self._stop.is_set():
                 break
             delay = backoff.next()
@@ -179,9 +183,14 @@ class MqttSource:
                 rc = self._idle_without_reading()
             else:
                 rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)  # reads at most one packet
-                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and room > 1:
-                    # Under load, read more of what is there, never beyond the room we have.
-                    rc = self._client.loop_read(max_packets=min(_READ_BURST, room - 1))
+                # Under load, parse more of what was read, never beyond the room we have. One
+                # packet per loop_read call: paho 2.2 ignores its max_packets argument.
+                ok = MQTTErrorCode.MQTT_ERR_SUCCESS
+                burst = min(_READ_BURST, room - 1)
+                while burst > 0 and rc == ok and self._client.buffered():
+                    rc = self._client.loop_read()
+                    burst -= 1
+            self._on_pass()
             self._send_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("mqtt connection lost (%s)", rc.name if hasattr(rc, "name") else rc)
@@ -240,13 +249,18 @@ class MqttSource:
             self._on_pause(paused)
 
     def _send_acks(self) -> None:
+        mids: list[int] = []  # QoS 1 acks, sent as one write
         while self._acks:
             generation, mid, qos = self._acks.popleft()
             # Not "subscribed": after a resumed session the broker redelivers before our SUBACK.
             if generation != self._generation or self._connack_at is None:
                 self._on_stale_ack()
-                continue
-            self._client.ack(mid, qos)
+            elif qos == 1:
+                mids.append(mid)
+            else:
+                self._client.ack(mid, qos)
+        if mids:
+            self._client.ack_many(mids)
 
     def _disconnect_cleanly(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -285,7 +299,9 @@ class MqttSource:
         self._sync_mid = mid
         deadline = time.monotonic() + timeout
         while self._sync_mid is not None and time.monotonic() < deadline:
-            if self._client.loop(timeout=_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
+            self._on_pass()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             self._send_acks()
         if self._sync_mid is not None:
@@ -317,9 +333,11 @@ class MqttSource:
     def _make_client(self) -> Any:
         import paho.mqtt.client as mqtt
 
-        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
-                             reconnect_on_failure=False)
+        from .mqtt_wire import Client
+
+        client = Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True,
+                        reconnect_on_failure=False)
         client.connect_timeout = self._cfg.connect_timeout_s
         if self._cfg.username:
             client.username_pw_set(self._cfg.username, self._cfg.password or None)

@@ -2,7 +2,8 @@
 
 Threads (all owned, named, and joined by `stop`):
 
-    gateway-mqtt          paho loop: receives, routes (pure), dedupes, submits; sends PUBACKs
+    gateway-mqtt          paho loop: receives, routes (pure), dedupes; submits a pass's records
+                          at once; sends PUBACKs
     gateway-kafka         KafkaProducer.send for new records and due retries
     kafka-python I/O      completes futures -> `_record_done` (counts, hands acks back)
     gateway-kafka-health  admin probe for `kafka_up`
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +73,10 @@ class Gateway:
         self._notifier = notifier or Notifier()
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
+        # Records of deliveries admitted during the MQTT thread's current loop pass, handed to
+        # Kafka together at the end of the pass (`_flush_submits`, under `_lock`): one wake-up
+        # of the Kafka thread per pass instead of one per record.
+        self._unsubmitted: list[tuple[OutRecord, Callable[[RecordRejected | None], None]]] = []
         self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones)
         self._in_flight = 0  # messages held: received, not yet done (see `_room`)
         self._in_flight_max = 0
@@ -103,7 +109,8 @@ class Gateway:
                                 on_stale_ack=self.metrics.stale_acks.inc,
                                 room=self._room, limit=config.limits.max_in_flight,
                                 on_pause=lambda p: self.metrics.intake_paused.set(int(p)),
-                                on_defer=self.metrics.deferred.inc, retire=retire)
+                                on_defer=self.metrics.deferred.inc, retire=retire,
+                                on_pass=self._flush_submits)
         self._server: MetricsServer | None = None
         if config.metrics.address:
             self._server = MetricsServer(config.metrics.address, self.metrics.registry,
@@ -193,6 +200,7 @@ class Gateway:
             return
         with self._lock:
             self._draining = True
+            self._flush_locked()  # what was admitted before this goes to Kafka and is awaited
         timeout = self.config.limits.drain_timeout_s
         drained = self._kafka.wait_idle(timeout)
         left = len(self._pending)
@@ -284,7 +292,21 @@ class Gateway:
         return pending
 
     def _submit(self, pending: _Pending, record: OutRecord) -> None:
-        self._kafka.submit(record, lambda outcome: self._record_done(pending, record, outcome))
+        """Queue `record` for the end of this loop pass (caller holds the lock)."""
+        self._unsubmitted.append(
+            (record, lambda outcome: self._record_done(pending, record, outcome)))
+
+    def _flush_submits(self) -> None:
+        """Hand the records queued in this loop pass to Kafka (MQTT thread, after each pass)."""
+        if self._unsubmitted:
+            with self._lock:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """Under the lock, so that `stop()` finds every admitted record already submitted."""
+        batch, self._unsubmitted = self._unsubmitted, []
+        if batch:
+            self._kafka.submit_many(batch)
 
     def _ack_now(self, ack: tuple[int, int, int]) -> None:
         """Hand an acknowledgement to the MQTT thread (caller holds the lock)."""
@@ -340,15 +362,16 @@ class Gateway:
             KAFKA_REJECTED, str(why), pending.payload, self.config.kafka.topics.deadletter,
             pending.receipt, drone_id=pending.routed.drone_id,
             max_bytes=self.config.limits.deadletter_max_bytes)
-        self._submit(pending, replacement)
+        # Not through `_unsubmitted`: this runs on a Kafka thread, outside any MQTT loop pass.
+        self._kafka.submit(replacement,
+                           lambda outcome: self._record_done(pending, replacement, outcome))
 
     def _seq_snapshot(self) -> tuple[int, int, int, list[tuple[str, int, int]]]:
-        with self._lock:
+        with self._lock:  # the MQTT thread waits meanwhile: one pass over the drones
             missing, lost, gaps = self._tracker.totals()
-            per_drone = [(d, self._tracker.missing(d), s.lost)
-                         for d, s in self._tracker.drones().items()
-                         if s.lost or self._tracker.missing(d)]
-        return missing, lost, gaps, per_drone
+            counts = [(d, self._tracker.missing(d), s.lost)
+                      for d, s in self._tracker.drones().items()]
+        return missing, lost, gaps, [c for c in counts if c[1] or c[2]]
 
 
 def _header(record: OutRecord, name: str) -> str:

@@ -7,6 +7,7 @@ accepts them absent but rejects them if they disagree ("inconsistent").
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -38,6 +39,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCHEMA_RE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})")
 _SOURCES = {s.name.lower(): s for s in TimeSource}
 _FLAGS = {f.name.lower(): f for f in StatusFlags if f.name and f.value}
+_SOURCE_NAMES = {s.value: s.name.lower() for s in TimeSource}
 _VEHICLE_KEYS = ("make", "colour", "body")
 
 _COMMON_KEYS = ("schema", "kind", "message_id", "drone_id", "seq", "time_ms", "time", "time_source")
@@ -54,8 +56,14 @@ _DERIVED = frozenset({"message_id", "time", "qualified"})
 
 def iso_time(ms: int) -> str:
     """Epoch ms as ISO-8601 UTC with milliseconds, e.g. "2025-06-01T12:00:00.123Z"."""
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _iso_second(ms // 1000) + f"{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    """The text up to the milliseconds. Cached: a gateway sees the same seconds many times over,
+    and strftime is most of to_json's cost otherwise."""
+    return (_EPOCH + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def to_json(msg: Message) -> dict[str, Any]:
@@ -76,7 +84,7 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
         "seq": seq,
         "time_ms": ms,
         "time": iso_time(ms),
-        "time_source": TimeSource(wire[5] & 3).name.lower(),
+        "time_source": _source_name(wire[5] & 3),
     }
     if kind is Kind.STATUS:
         out["online"] = wire[6]
@@ -88,7 +96,7 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
         out["heading_deg"] = wire[9] / HEADING_SCALE
         out["speed_mps"] = wire[10] / SPEED_SCALE
         out["battery_pct"] = wire[11]
-        out["flags"] = [name for name, flag in _FLAGS.items() if wire[12] & flag]
+        out["flags"] = _flag_names(wire[12])
         return out
     details = [*wire[14:17], None, None, None][:3]
     out |= {
@@ -101,6 +109,21 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
         "vehicle": _vehicle_json(details),
     }
     return out
+
+
+def _source_name(value: int) -> str:
+    name = _SOURCE_NAMES.get(value)
+    return name if name is not None else TimeSource(value).name.lower()
+
+
+@functools.lru_cache(maxsize=256)
+def _flag_tuple(flags: int) -> tuple[str, ...]:
+    return tuple(name for name, flag in _FLAGS.items() if flags & flag)
+
+
+def _flag_names(flags: int) -> list[str]:
+    """The names of the bits set, a fresh list each time (callers may change it)."""
+    return list(_flag_tuple(flags))
 
 
 def _vehicle_json(details: list[str | None]) -> dict[str, str | None] | None:

@@ -59,6 +59,7 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
         assert {k: rec.value[k] for k in expected} == expected  # the protocol's JSON, unchanged
         assert set(rec.value) == set(expected) | set(records.ENVELOPE_FIELDS)
         assert rec.key == drone.encode()
+        assert rec.partition == _java_partition(rec.key)  # the same on both backends
         assert rec.headers["content-type"] == b"application/json"
         assert rec.headers["schema-version"] == protocol.SCHEMA_VERSION.encode()
         assert rec.headers["record-version"] == records.RECORD_VERSION.encode()
@@ -75,6 +76,7 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
     alert = alerts[0]
     assert alert.value["alert_id"] == records.alert_id(f"{drone}:3")
     assert alert.key == alert.value["alert_id"].encode()
+    assert alert.partition == _java_partition(alert.key)
     assert alert.value["state"] == "open"
     assert alert.value["code"] is None and alert.value["code_set_by"] is None
     v3 = protocol.to_json(msgs[2])
@@ -87,6 +89,14 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
     assert metric(samples, "presacop_gateway_records_produced_total") == 5
     assert metric(samples, "presacop_gateway_messages_acked_total") == 4
     assert metric(samples, "presacop_gateway_in_flight") == 0
+
+
+def _java_partition(key: bytes, partitions: int = 3) -> int:
+    """Where Kafka's Java producer (and kafka-python) puts a keyed record: murmur2 of the key.
+    The test gateways create their topics with 3 partitions (gateway_testlib.config_toml)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # (payload, mqtt topic or None for the drone's telemetry topic, expected reason)

@@ -254,3 +254,36 @@ def test_failed_kafka_admin_attempts_leak_no_threads():
     assert out.returncode == 0, out.stderr[-2000:]
     before, after = map(int, out.stdout.split())
     assert after == before
+
+
+def test_the_key_hash_cache_partitions_as_kafka_pythons_default():
+    """Same partition as DefaultPartitioner for every key, also after a topic grows."""
+    import random
+
+    from gateway import kafka_sink
+
+    kafka_sink._import_kafka()
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class Cluster:
+        def __init__(self, partitions: int) -> None:
+            self.partitions = set(range(partitions))
+
+        def topics(self) -> set[str]:
+            return {"t"}
+
+        def partitions_for_topic(self, topic: str) -> set[int] | None:
+            return set(self.partitions) if topic == "t" else None
+
+        def available_partitions_for_topic(self, topic: str) -> set[int]:
+            return set(self.partitions)
+
+    cached, default = kafka_sink._KeyHashCache.make(), DefaultPartitioner()
+    rng = random.Random(5)
+    keys = [rng.randbytes(rng.randrange(0, 24)) for _ in range(2000)] + [b"drone-0001"] * 3
+    for partitions in (1, 3, 7, 3):
+        cluster = Cluster(partitions)
+        for key in keys:
+            assert cached.partition("t", key, key, None, b"v", cluster) == \
+                default.partition("t", key, key, None, b"v", cluster)
+    assert cached.partition("t", None, None, None, b"v", Cluster(1)) == 0  # keyless: the default
