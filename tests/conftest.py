@@ -1,6 +1,7 @@
 """Shared fixtures: the real local brokers (see presacop.stack and docs/stack.md).
 
     stack               session-scoped Mosquitto + Kafka on free ports in a temp state dir
+    certs               session-scoped throwaway CA + server certificate for 127.0.0.1
     mosquitto_factory   factory(**Mosquitto kwargs) -> a started private Mosquitto (fault tests)
     kafka_factory       factory(**Kafka kwargs) -> a started private Kafka (slow: Kafka faults only)
 
@@ -11,6 +12,7 @@ stops leftovers at interpreter exit as a last resort.
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     previous = config.stash.get(_PREVIOUS_SIGTERM, None)
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA (ca.pem) and a server certificate for 127.0.0.1 (server.pem, server.key),
+    as deploy/mosquitto/presacop.conf names them."""
+    d = tmp_path_factory.mktemp("certs")
+
+    def run(*cmd: str) -> None:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
+        "-days", "2", "-subj", "/CN=presacop-test-ca")
+    run("openssl", "req", *ec, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"),
+        "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
+        "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
+        "-days", "2", "-extfile", str(d / "san.ext"))
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -306,22 +306,6 @@ def run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway CA and a server certificate for 127.0.0.1, named as presacop.conf expects."""
-    d = tmp_path_factory.mktemp("certs")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
-        "-days", "2", "-subj", "/CN=presacop-test-ca")
-    run("openssl", "req", *ec, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"),
-        "-subj", "/CN=127.0.0.1")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
-        "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
-        "-days", "2", "-extfile", str(d / "san.ext"))
-    return d
-
-
 @pytest.fixture
 def broker(tmp_path: Path, certs: Path) -> Iterator[ShippedMosquitto]:
     """A started private Mosquitto running the shipped config and ACL; stopped at teardown."""

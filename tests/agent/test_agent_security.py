@@ -22,20 +22,11 @@ def run(*cmd: str) -> None:
 
 
 @pytest.fixture
-def secure_broker(tmp_path: Path, mosquitto_factory):
+def secure_broker(tmp_path: Path, mosquitto_factory, certs: Path):
     """A broker with a TLS listener, a password file and an ACL in which drone-t1 may publish
     telemetry and status but not violations. The plain listener stays for the collector."""
     pki = tmp_path / "pki"
     pki.mkdir()
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("openssl", "req", "-x509", *ec, "-keyout", str(pki / "ca.key"), "-out",
-        str(pki / "ca.pem"), "-days", "2", "-subj", "/CN=presacop-test-ca")
-    run("openssl", "req", *ec, "-keyout", str(pki / "server.key"), "-out",
-        str(pki / "server.csr"), "-subj", "/CN=127.0.0.1")
-    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", str(pki / "server.csr"), "-CA", str(pki / "ca.pem"),
-        "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-out", str(pki / "server.pem"),
-        "-days", "2", "-extfile", str(pki / "san.ext"))
     run("mosquitto_passwd", "-c", "-b", str(pki / "passwd"), "drone-t1", PASSWORD)
     (pki / "acl").write_text(
         "topic readwrite presacop/_health/#\n"
@@ -48,11 +39,11 @@ def secure_broker(tmp_path: Path, mosquitto_factory):
         f"password_file {pki / 'passwd'}",
         f"acl_file {pki / 'acl'}",
         f"listener {tls_port} 127.0.0.1",
-        f"cafile {pki / 'ca.pem'}",
-        f"certfile {pki / 'server.pem'}",
-        f"keyfile {pki / 'server.key'}",
+        f"cafile {certs / 'ca.pem'}",
+        f"certfile {certs / 'server.pem'}",
+        f"keyfile {certs / 'server.key'}",
     ]))
-    return broker, tls_port, pki / "ca.pem"
+    return broker, tls_port, certs / "ca.pem"
 
 
 def tls_config(tmp_path: Path, port: int, ca: Path, password: str) -> AgentConfig:
