@@ -12,6 +12,8 @@ each keeping --window publishes in flight, through a real Mosquitto and into a r
 
     presacop gateway      `presacop gateway` (ack after Kafka, acks=all, validation, dedupe)
     ... (confluent)       the same with kafka.backend = "confluent" (librdkafka), if installed
+    ... x2 (share group)  two gateway processes in one MQTT share group (same topics), figures
+                          over both: does scale-out work (on 2 shared cores, not how far)
     naive bridge          bench/naive_bridge.py: paho on_message -> kafka-python send, early ack
     MQTT limit (paho)     a paho subscriber that only counts
     MQTT limit (C)        mosquitto_sub counting (if installed)
@@ -57,6 +59,7 @@ import tempfile
 import time
 import urllib.request
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +82,10 @@ from _common import (
 )
 from _traffic import Plan, publish
 
-RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "gateway-confluent", "half",
-        "gateway-pycrc")
+RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "gateway-confluent",
+        "gateway-x2", "half", "gateway-pycrc")
 CONFLUENT = " (confluent)"  # row-name suffix: the gateway with kafka.backend = "confluent"
+SCALE_OUT = 2  # gateway processes in one share group for the "gateway-x2" run
 PARTITIONS = 6  # the gateway's default for the topics it creates; every run uses the same
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0}
@@ -249,7 +253,6 @@ class Bench:
         self._prefix = "b" + secrets.token_hex(2)
         self._offsets: Any = None
         self.classpath: str | None = None
-        self.metrics_port = 0  # of the gateway being run (its /healthz says when it is ready)
 
     # -- set-up and tear-down --------------------------------------------------------------------
 
@@ -409,29 +412,33 @@ class Bench:
 
     # -- bridge runs (gateway, naive) ------------------------------------------------------------
 
-    def bridge_run(self, name: str, tag: str, plan: Plan, launch: Callable[[], tuple[Child, int]],
-                   topics: list[str], message_topics: list[str], client_id: str,
+    def bridge_run(self, name: str, tag: str, plan: Plan,
+                   launch: Callable[[], list[tuple[Child, int]]], topics: list[str],
+                   message_topics: list[str], client_ids: list[str],
                    read: Callable[[Any], str | None],
                    ) -> tuple[Row, dict[str, int], dict[str, float]]:
-        """Publish `plan` through a bridge and check Kafka. `launch` starts the bridge and
-        returns it with the PID to account (it waits until the bridge is subscribed). `read`
-        turns a record into its message id or None (not a message record). Returns the row,
-        the other records per topic, and each message's publish time (ms) by id."""
+        """Publish `plan` through a bridge and check Kafka. `launch` starts the bridge's
+        processes (several: one share group) and returns each with the PID to account, once all
+        are subscribed. `read` turns a record into its message id or None (not a message record).
+        CPU is summed over the processes, peak RSS is the largest (a note lists each). Returns
+        the row, the other records per topic, and each message's publish time (ms) by id."""
         self.create_topics(topics)
-        bridge, pid = launch()
-        warm = self.warm_up(tag, message_topics, bridge)
+        bridges = launch()
+        children = [c for c, _ in bridges]
+        warm = self.warm_up(tag, message_topics, children)
         pubs = self.publishers(plan)
         try:
             base = self.end_total(message_topics)
-            cpu0, brokers0 = cpu_seconds(pid), self.broker_cpu()
+            cpu0, brokers0 = sum(cpu_seconds(pid) for _, pid in bridges), self.broker_cpu()
             log(f"{name} [{tag}]: publishing {plan.messages} messages from {plan.publishers} "
                 "processes" + (f" at {plan.rate:,.0f} msgs/s" if plan.rate else ""))
             pubs.go()
             note = self.wait_done(pubs, lambda n: self.end_total(message_topics) - base >= n,
-                                  lambda: self.end_total(message_topics), [bridge])
+                                  lambda: self.end_total(message_topics), children)
             row = Row(name, "bridge", pubs.acked)
-            row.cpu_s = cpu_seconds(pid) - cpu0
-            row.peak_rss_mb = peak_rss(pid) / 2**20
+            row.cpu_s = sum(cpu_seconds(pid) for _, pid in bridges) - cpu0
+            rss = {c.name.removeprefix(f"{tag}-"): peak_rss(pid) / 2**20 for c, pid in bridges}
+            row.peak_rss_mb = max(rss.values())
             self.broker_delta(row, brokers0)
             row.publishers_cpu_s, row.publish_rate = pubs.cpu_s, pubs.publish_rate
             if note:
@@ -439,10 +446,16 @@ class Bench:
             expected, first, sent = pubs.acked_ids(), pubs.first, pubs.sent_ms()
         finally:
             pubs.close()
-        rc = self.stop_bridge(bridge, pid)
-        if rc not in (0, None, -signal.SIGTERM):
-            row.notes.append(f"exit status {rc}")
-        self.drop_session(client_id)
+        if len(rss) > 1:
+            row.notes.append(f"CPU summed over {len(rss)} processes; peak RSS per process: "
+                             + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+                             + " (column: the largest)")
+        for c, pid in bridges:
+            rc = self.stop_bridge(c, pid)
+            if rc not in (0, None, -signal.SIGTERM):
+                row.notes.append(f"{c.name} exit status {rc}")
+        for client_id in client_ids:
+            self.drop_session(client_id)
         per_topic: dict[str, int] = {}
         seen: dict[str, list[int]] = {}
         types: set[int] = set()
@@ -459,7 +472,7 @@ class Bench:
         self.account(row, expected, seen, first, types, sent)
         return row, per_topic, sent
 
-    def warm_up(self, tag: str, message_topics: list[str], bridge: Child) -> str:
+    def warm_up(self, tag: str, message_topics: list[str], bridges: list[Child]) -> str:
         """Send WARM_UP messages through the bridge and wait until they are in Kafka, so the
         measured run starts with connections made and partition metadata fetched (a producer
         fetches a topic's metadata at its first send: ~150 ms once per process). Returns the
@@ -472,11 +485,12 @@ class Bench:
         try:
             pubs.go()
             note = self.wait_done(pubs, lambda n: self.end_total(message_topics) - base >= n,
-                                  lambda: self.end_total(message_topics), [bridge])
+                                  lambda: self.end_total(message_topics), bridges)
         finally:
             pubs.close()
         if note:
-            raise BenchError(f"warm-up through {bridge.name} did not complete: {note}")
+            names = ", ".join(c.name for c in bridges)
+            raise BenchError(f"warm-up through {names} did not complete: {note}")
         return plan.tag
 
     def stop_bridge(self, bridge: Child, pid: int) -> int | None:
@@ -516,17 +530,23 @@ class Bench:
 
     def gateway(self, *, rate: float = 0.0, messages: int | None = None,
                 profile: bool = False, pure_crc: bool = False,
-                backend: str = "kafka-python") -> tuple[Row, dict[str, Any]]:
+                backend: str = "kafka-python", processes: int = 1) -> tuple[Row, dict[str, Any]]:
+        """A gateway run; with `processes` > 1, that many gateways in one share group (same
+        config but the client id and metrics port): Mosquitto gives each message to one of
+        them, so a message id found twice is a duplicate across gateways, not expected."""
         from gateway.config import TopicsConfig
 
+        if profile and processes > 1:
+            raise ValueError("--profile profiles one gateway process")
         tag = self.tag()
         topics = TopicsConfig(telemetry=f"{tag}.telemetry", violations=f"{tag}.violations",
                               alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
-        client_id = f"{tag}-gateway"
-        config = self.dir / f"{tag}-gateway.toml"
-        config.write_text(self.gateway_toml(client_id, tag, topics, backend))
+        labels = ["gateway"] if processes == 1 else [f"gateway{i}" for i in range(1, processes + 1)]
+        client_ids = [f"{tag}-{label}" for label in labels]
         plan = self.plan(tag, messages=messages, rate=rate)
         name = "presacop gateway" + (CONFLUENT if backend == "confluent" else "")
+        if processes > 1:
+            name += f" x{processes} (share group)"
         if rate:
             name += f" @ {rate:,.0f}/s"
         if profile:
@@ -535,7 +555,12 @@ class Bench:
             name += " (pure-Python CRC32C)"
         prof = self.dir / f"{tag}-pyspy.txt"
 
-        def launch() -> tuple[Child, int]:
+        def launch_one(client_id: str) -> tuple[Child, int]:
+            from presacop.stack import free_port
+
+            port = free_port()
+            config = self.dir / f"{client_id}.toml"
+            config.write_text(self.gateway_toml(client_id, tag, topics, port, backend))
             main = (NO_CRC32C if pure_crc else "") + GATEWAY_MAIN
             cmd = [sys.executable, "-c", main, "--config", str(config)]
             if profile:
@@ -543,52 +568,57 @@ class Bench:
                 # this GIL-bound process goes (waiting threads are left out).
                 cmd = [pyspy(), "record", "--format", "raw", "--rate", "200", "--gil",
                        "--nonblocking", "-o", str(prof), "--", *cmd]
-            c = self.child(f"{tag}-gateway", cmd)
+            c = self.child(client_id, cmd)
             pid = c.pid if not profile else self.grandchild(c)
-            self.wait_healthy(c, config)
+            self.wait_healthy(c, config, port)
             return c, pid
 
-        stamps: dict[str, tuple[int, int]] = {}  # message id -> (gateway receipt, Kafka append)
+        # message id -> (gateway receipt, Kafka append, the gateway's client id)
+        stamps: dict[str, tuple[int, int, str]] = {}
 
         def read(rec: Any) -> str:
             v = json.loads(rec.value)
-            stamps.setdefault(v["message_id"], (v["received_ms"], rec.timestamp))
+            stamps.setdefault(v["message_id"], (v["received_ms"], rec.timestamp, v["gateway_id"]))
             return str(v["message_id"])
 
         row, per_topic, sent = self.bridge_run(
-            name, tag, plan, launch, list(topics.all()), [topics.telemetry, topics.violations],
-            client_id, read)
+            name, tag, plan, lambda: [launch_one(c) for c in client_ids], list(topics.all()),
+            [topics.telemetry, topics.violations], client_ids, read)
         measured = [(received - sent[mid], appended - received)
-                    for mid, (received, appended) in stamps.items() if mid in sent]
+                    for mid, (received, appended, _) in stamps.items() if mid in sent]
         if measured:
             (a50, a99), (b50, b99) = ((percentile(x, 50), percentile(x, 99))
                                       for x in zip(*measured, strict=True))
             row.notes.append(f"latency legs p50/p99: publish -> gateway receipt {a50:.0f}/{a99:.0f}"
                              f" ms, receipt -> Kafka append {b50:.0f}/{b99:.0f} ms")
         counts = plan.counts()
-        extra = {"alerts": per_topic.get(topics.alerts, 0),
-                 "deadletter": per_topic.get(topics.deadletter, 0),
-                 "unqualified_published": counts["unqualified"]}
+        extra: dict[str, Any] = {"alerts": per_topic.get(topics.alerts, 0),
+                                 "deadletter": per_topic.get(topics.deadletter, 0),
+                                 "unqualified_published": counts["unqualified"]}
+        if processes > 1:
+            by_id = Counter(gw for mid, (_, _, gw) in stamps.items() if mid in sent)
+            extra["by_process"] = {label: by_id[cid] for label, cid in zip(labels, client_ids,
+                                                                           strict=True)}
+            row.notes.append("messages per process: " + ", ".join(
+                f"{label} {n:,}" for label, n in extra["by_process"].items()))
         if extra["deadletter"]:
             row.notes.append(f"{extra['deadletter']} dead letters")
         if profile:
             extra["profile"] = summarize_profile(prof)
         return row, extra
 
-    def gateway_toml(self, client_id: str, tag: str, topics: Any,
+    def gateway_toml(self, client_id: str, share_group: str, topics: Any, metrics_port: int,
                      backend: str = "kafka-python") -> str:
-        from presacop.stack import free_port
-
-        self.metrics_port = free_port()
         return "\n".join([
             "[mqtt]", f'host = "{self.mqtt_host}"', f"port = {self.mqtt_port}",
-            f'client_id = "{client_id}"', f'share_group = "{tag}"', "session_expiry_s = 300",
+            f'client_id = "{client_id}"', f'share_group = "{share_group}"',
+            "session_expiry_s = 300",
             "[kafka]", f'bootstrap_servers = "{self.bootstrap}"', f"partitions = {PARTITIONS}",
             f'backend = "{backend}"',
             "[kafka.topics]", f'telemetry = "{topics.telemetry}"',
             f'violations = "{topics.violations}"', f'alerts = "{topics.alerts}"',
             f'deadletter = "{topics.deadletter}"',
-            "[metrics]", f'address = "127.0.0.1:{self.metrics_port}"',
+            "[metrics]", f'address = "127.0.0.1:{metrics_port}"',
             "[log]", 'format = "json"', 'level = "INFO"', ""])
 
     def grandchild(self, c: Child, timeout: float = 30.0) -> int:
@@ -606,8 +636,9 @@ class Bench:
             time.sleep(0.05)
         raise BenchError(f"py-spy did not start the gateway; log {c.log}")
 
-    def wait_healthy(self, c: Child, config: Path, timeout: float = 60.0) -> None:
-        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
+    def wait_healthy(self, c: Child, config: Path, metrics_port: int,
+                     timeout: float = 60.0) -> None:
+        url = f"http://127.0.0.1:{metrics_port}/healthz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not c.alive():
@@ -626,12 +657,12 @@ class Bench:
         tag = self.tag()
         topic, client_id = f"{tag}.naive", f"{tag}-naive"
 
-        def launch() -> tuple[Child, int]:
+        def launch() -> list[tuple[Child, int]]:
             c = self.child(f"{tag}-naive", python_cmd(
                 "naive_bridge.py", self.mqtt_host, str(self.mqtt_port), self.bootstrap, topic,
                 client_id))
             c.expect("ready", 60)
-            return c, c.pid
+            return [(c, c.pid)]
 
         def read(rec: Any) -> str:
             # The bridge keys each record by its MQTT topic: the payload has no drone id or kind.
@@ -639,7 +670,7 @@ class Bench:
 
         name = "naive bridge" + (f" @ {rate:,.0f}/s" if rate else "")
         row, _, _ = self.bridge_run(name, tag, self.plan(tag, messages=messages, rate=rate),
-                                    launch, [topic], [topic], client_id, read)
+                                    launch, [topic], [topic], [client_id], read)
         return row
 
     # -- 3. the MQTT limit ---------------------------------------------------------------------
@@ -894,6 +925,10 @@ class Bench:
             log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
             rows.append(row)
             confluent_rate = row.rate
+        if "gateway-x2" in only:
+            row, extra["gateway_x2"] = self.gateway(processes=SCALE_OUT)
+            log(f"{row.name}: {fmt(row.rate)} msgs/s, lost {row.lost}")
+            rows.append(row)
         if "half" in only and gateway_rate:
             half = max(1000, self.args.messages // 2)
             row, extra["gateway_half"] = self.gateway(rate=gateway_rate / 2, messages=half)
@@ -1088,6 +1123,19 @@ def _targets(rows: list[Row], suffix: str) -> list[dict[str, Any]]:
     return out
 
 
+def scale_out(rows: list[Row]) -> dict[str, Any] | None:
+    """The share-group run beside the single gateway (kafka-python), as information: on a
+    shared 2-core machine it shows whether scale-out works, not how far it scales."""
+    by = {r.name: r for r in rows}
+    one = by.get("presacop gateway")
+    many = by.get(f"presacop gateway x{SCALE_OUT} (share group)")
+    if not (one and one.rate and many and many.rate):
+        return None
+    return {"processes": SCALE_OUT, "ratio": many.rate / one.rate, "rate": many.rate,
+            "rate_one": one.rate, "cpu_us_per_msg": many.cpu_us_per_msg,
+            "cpu_us_per_msg_one": one.cpu_us_per_msg}
+
+
 def render(result: dict[str, Any]) -> str:
     rows: list[Row] = result["rows"]
     head = ["run", "msgs/s", "p50 ms", "p99 ms", "CPU s", "CPU us/msg", "peak RSS MB", "lost",
@@ -1111,6 +1159,11 @@ def render(result: dict[str, Any]) -> str:
     out += ["", "targets (issue 7):"]
     for t in result["targets"]:
         out.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    if result.get("scale_out"):
+        so = result["scale_out"]
+        out.append(f"  [info] scale-out: {so['processes']} processes = {so['ratio']:.2f}x one "
+                   f"process ({fmt(so['rate'])} vs {fmt(so['rate_one'])} msgs/s; CPU us/msg "
+                   f"{fmt(so['cpu_us_per_msg'])} vs {fmt(so['cpu_us_per_msg_one'])}; not a target)")
     prof = result["extra"].get("gateway_profile", {}).get("profile")
     if prof:
         out += ["", render_profile(prof)]
@@ -1198,7 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)  # never interrupt the clean-up
             bench.close()
-    result.update(machine=info, traffic=traffic, targets=targets(result["rows"]))
+    result.update(machine=info, traffic=traffic, targets=targets(result["rows"]),
+                  scale_out=scale_out(result["rows"]))
     if args.json:
         out = dict(result, rows=[dict(dataclasses.asdict(r), cpu_us_per_msg=r.cpu_us_per_msg)
                                  for r in result["rows"]])

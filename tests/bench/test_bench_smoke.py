@@ -56,6 +56,16 @@ def test_gateway_bench_runs_every_path_and_the_gateway_loses_nothing(stack: Stac
     assert (confluent["found"], confluent["lost"], confluent["duplicates"]) == (400, 0, 0)
     assert out["extra"]["gateway_confluent"]["alerts"] == \
         out["extra"]["gateway_confluent"]["unqualified_published"]
+    # Two gateways in one share group: every message once over both, and both took a share.
+    shared = rows["presacop gateway x2 (share group)"]
+    assert (shared["found"], shared["lost"], shared["duplicates"]) == (400, 0, 0)
+    assert shared["cpu_s"] > 0 and shared["p99_ms"] is not None
+    by_process = out["extra"]["gateway_x2"]["by_process"]
+    assert set(by_process) == {"gateway1", "gateway2"} and all(by_process.values()), by_process
+    assert sum(by_process.values()) == 400
+    assert out["extra"]["gateway_x2"]["alerts"] == \
+        out["extra"]["gateway_x2"]["unqualified_published"]
+    assert out["scale_out"]["processes"] == 2 and out["scale_out"]["ratio"] > 0
     assert {t["target"] for t in out["targets"]} >= {
         "gateway >= 2x naive bridge (msgs/s)", "p99 latency < 50 ms at half the max rate"}
     assert out["machine"]["nproc"] >= 1
