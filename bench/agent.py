@@ -1,6 +1,7 @@
 """Bench the drone agent's own costs with simulated hardware (hw_sim) and the stub recognizer.
 
-    .venv/bin/python bench/agent.py              # ~2 min: private Mosquitto, every figure, tables
+    .venv/bin/python bench/agent.py              # ~2 min: private Mosquitto (and a subscriber
+                                                 # standing in for the gateway), every figure
     .venv/bin/python bench/agent.py --json       # one JSON object instead of the tables
     .venv/bin/python bench/agent.py --seconds 3 --rss-seconds 10 --puts 100   # quick look
 
@@ -180,6 +181,9 @@ def agent_toml(data_dir: Path, drone_id: str, host: str, port: int, width: int, 
         "[recognizer.options]", "seed = 1", ""])
 
 
+LISTENER_ID = "bench-agent-listener"  # the stand-in gateway's client id (its thread is not ours)
+
+
 def thread_cpu() -> dict[str, float]:
     """CPU seconds of each live thread of this process, by thread name."""
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -212,7 +216,8 @@ def bench_pipeline(work: Path, name: str, width: int, height: int, host: str, po
     finally:
         agent.stop(timeout=15)
     per_thread = {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()
-                  if k.startswith(("agent-", "paho")) and v - before.get(k, 0.0) > 0}
+                  if k.startswith(("agent-", "paho")) and not k.endswith(LISTENER_ID)
+                  and v - before.get(k, 0.0) > 0}
     return {
         "seconds": seconds,
         "captured": stats.get("captured"), "recognized": stats.get("recognized"),
@@ -407,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="presacop-bench-agent-", dir=args.dir))
-    broker = None
+    broker = listener = None
     with Alarm(args.timeout):
         try:
             if args.mqtt:
@@ -419,12 +424,16 @@ def main(argv: list[str] | None = None) -> int:
                 broker = Mosquitto(work / "mosquitto", free_port())
                 broker.start()
                 host, port = broker.host, broker.port
+                listener = _listen(host, port)  # stands in for the gateway
             result = run(args, work, host, port)
         except BenchError as exc:
             print(f"bench/agent.py: {exc}", file=sys.stderr)
             return 1
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)  # never interrupt the clean-up
+            if listener is not None:
+                listener.disconnect()
+                listener.loop_stop()
             if broker is not None:
                 broker.stop()
             shutil.rmtree(work, ignore_errors=True)
@@ -436,6 +445,29 @@ def main(argv: list[str] | None = None) -> int:
         print(render(result))
         print(f"outbox disk: {result['disk']}")
     return 0
+
+
+def _listen(host: str, port: int) -> Any:
+    """A subscriber to every drone topic, as the gateway is. Without one Mosquitto answers each
+    publish with PUBACK 0x10 (no matching subscribers), the agent keeps the message queued and
+    pauses publishing, and the publisher's figures would measure an idle thread."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    import protocol
+
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=LISTENER_ID,
+                         protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(protocol.SUBSCRIPTION, qos=1)
+    client.on_subscribe = lambda _c, _u, _mid, _rcs, _p: subscribed.set()
+    client.connect(host, port)
+    client.loop_start()
+    if not subscribed.wait(30):
+        client.loop_stop()
+        raise BenchError(f"could not subscribe at {host}:{port}")
+    return client
 
 
 def _filesystem(path: str) -> str:
