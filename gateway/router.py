@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import protocol
-from protocol._codec import decode_parsed  # `decode` for a topic parsed here already
 
 from .config import TopicsConfig
 from .records import OutRecord, Receipt, alert_record, dead_letter_record, message_record
@@ -25,12 +24,6 @@ from .records import OutRecord, Receipt, alert_record, dead_letter_record, messa
 # no topic/payload mismatch to detect: the broker's ACL is what ties a client to its topic.
 BAD_TOPIC_ENCODING = "bad_topic"  # the MQTT topic is not UTF-8
 INTERNAL_ERROR = "internal_error"  # a bug in the gateway while routing; the input is kept
-
-# Topics parsed so far (a drone uses the same three), so a message's topic is checked once, not
-# per message. Only valid topics are kept; emptied when full, so memory stays bounded whatever
-# topics arrive.
-_TOPIC_CACHE_SIZE = 65536
-_TOPICS: dict[str, tuple[str, protocol.Kind]] = {}
 
 
 @dataclass(frozen=True)
@@ -69,19 +62,13 @@ def _route(topic: str | bytes, payload: bytes, receipt: Receipt, settings: Route
     if isinstance(topic, bytes):
         return _dead(BAD_TOPIC_ENCODING, "MQTT topic is not valid UTF-8", payload, receipt,
                      settings, drone_id=None)
-    parsed = _TOPICS.get(topic)
-    if parsed is None:
-        try:
-            parsed = protocol.parse_topic(topic)
-        except protocol.ProtocolError as exc:
-            return _dead(exc.code, str(exc), payload, receipt, settings,
-                         drone_id=_drone_segment(topic), path=exc.path)
-        if len(_TOPICS) >= _TOPIC_CACHE_SIZE:
-            _TOPICS.clear()
-        _TOPICS[topic] = parsed
-    topic_drone, topic_kind = parsed
     try:
-        msg = decode_parsed(payload, topic_drone, topic_kind)
+        topic_drone, topic_kind = protocol.parse_topic(topic)  # memoized: once per topic
+    except protocol.ProtocolError as exc:
+        return _dead(exc.code, str(exc), payload, receipt, settings,
+                     drone_id=_drone_segment(topic), path=exc.path)
+    try:
+        msg = protocol.decode(payload, topic)  # the topic's parse is a cache hit here
     except protocol.ProtocolError as exc:
         return _dead(exc.code, str(exc), payload, receipt, settings, drone_id=topic_drone,
                      path=exc.path)

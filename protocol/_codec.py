@@ -200,12 +200,6 @@ def decode(data: bytes | bytearray | memoryview, topic: str) -> Message:
     Raises TopicError for a malformed topic and RemoteProtocolError (code, path) for an invalid
     payload, and nothing else: no msgpack, Unicode or memory error escapes."""
     drone_id, kind = parse_topic(topic)
-    return decode_parsed(data, drone_id, kind)
-
-
-def decode_parsed(data: bytes | bytearray | memoryview, drone_id: str, kind: Kind) -> Message:
-    """`decode` for a topic already split by `parse_topic` (the gateway parses it first, to
-    route what fails), so the hot path does not parse it twice. Raises RemoteProtocolError."""
     return from_wire(_logical(unpack(data, kind), drone_id, kind))
 
 

@@ -7,6 +7,8 @@ drone's topic is always one concrete name, never a filter.
 
 from __future__ import annotations
 
+import functools
+
 from protocol._errors import TopicError
 from protocol._messages import Kind
 from protocol._validate import DRONE_ID_RE, show
@@ -29,9 +31,17 @@ def topic(drone_id: str, kind: Kind) -> str:
 
 def parse_topic(name: str) -> tuple[str, Kind]:
     """(drone_id, kind) of a drone topic. Raises TopicError for anything else: another prefix,
-    wildcards, an empty or invalid drone id, an unknown kind, missing or extra levels."""
+    wildcards, an empty or invalid drone id, an unknown kind, missing or extra levels.
+
+    Valid topics are remembered (a drone publishes on the same three), so the gateway's hot path
+    parses each once; errors are not cached, and the cache is bounded."""
     if not isinstance(name, str):
         raise TopicError(f"expected a str topic, got {type(name).__name__}")
+    return _parse_str(name)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_str(name: str) -> tuple[str, Kind]:
     levels = name.split("/")
     if len(levels) != len(_PREFIX_LEVELS) + 2 or tuple(levels[:3]) != _PREFIX_LEVELS:
         raise TopicError(f"{show(name)} is not {TOPIC_PREFIX}/<drone_id>/<kind>")
