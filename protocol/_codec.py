@@ -210,19 +210,39 @@ def unpack(data: object, kind: Kind | None = None) -> list[Any]:
         raise RemoteProtocolError("bad_type", f"expected bytes, got {type(data).__name__}", "$")
     size = memoryview(data).nbytes
     if size > MAX_MESSAGE_SIZE:
-        raise RemoteProtocolError("oversized", f"{size} bytes > the limit {MAX_MESSAGE_SIZE}")
+        # The version goes first (protocol.md): another major may allow larger messages.
+        raise _foreign_major(data) or RemoteProtocolError(
+            "oversized", f"{size} bytes > the limit {MAX_MESSAGE_SIZE}")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True, **_LIMITS)
     except msgpack.ExtraData:
         raise RemoteProtocolError("trailing_bytes", "bytes after the message's array") from None
     except Exception:  # every msgpack failure becomes a precise ProtocolError below
-        raise _diagnose(data, kind) from None
+        raise _foreign_major(data) or _diagnose(data, kind) from None
     if not isinstance(obj, list):
         raise RemoteProtocolError("bad_type", f"expected an array, got {type(obj).__name__}", "$")
     return obj
 
 
 _NEVER_USED = b"\xc1"  # the one byte msgpack reserves
+_VERSION_PEEK = 16  # bytes: an array header (<= 5) and an integer (<= 9)
+
+
+def _foreign_major(data: bytes | bytearray | memoryview) -> ProtocolError | None:
+    """`unknown_version` when the payload starts like an array whose first item is an integer
+    version of another major; None otherwise. Lets the version be judged before 1.x's limits."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=_VERSION_PEEK)
+    unpacker.feed(bytes(memoryview(data)[:_VERSION_PEEK]))
+    try:
+        unpacker.read_array_header()
+        version = unpacker.unpack()
+    except Exception:  # not an array starting with a whole value: the 1.x rules say what it is
+        return None
+    if v.is_int(version) and (version < 0 or version >> 4 != SCHEMA_MAJOR):
+        return RemoteProtocolError("unknown_version",
+                                   f"unknown schema version {version} (major {version >> 4})",
+                                   "$.schema")
+    return None
 
 
 def _diagnose(data: bytes | bytearray | memoryview, kind: Kind | None) -> ProtocolError:
@@ -256,6 +276,9 @@ def _unpack_error(exc: Exception, path: str) -> ProtocolError:
         return RemoteProtocolError("malformed", "str is not valid UTF-8", path)
     if isinstance(exc, ValueError) and "exceeds max" in str(exc):
         return RemoteProtocolError("oversized", f"value beyond the decoder's limits: {exc}", path)
+    if isinstance(exc, ValueError) and "not allowed for map key" in str(exc):
+        # Valid msgpack (a map or array as a map key), but no field of ours has that type.
+        return RemoteProtocolError("bad_type", f"a map key must be a string or bytes: {exc}", path)
     return RemoteProtocolError("malformed", f"not valid msgpack ({type(exc).__name__})", path)
 
 

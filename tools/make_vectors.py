@@ -122,7 +122,31 @@ def non_canonical() -> list[tuple[str, bytes, protocol.Message]]:
         ("violation with explicit nil vehicle details", msgpack.packb(nils), VIOLATION),
         ("status with small ints in long encodings", long_ints, STATUS),
         ("telemetry seq 5 as uint32", _long_seq(TELEMETRY), _seq(TELEMETRY, 5)),
+        ("violation with the plate in a str8 header (non-minimal)", _str8_plate(VIOLATION),
+         VIOLATION),
+        ("telemetry in an array16 header (non-minimal)", _array16(TELEMETRY), TELEMETRY),
     ]
+
+
+def _str8_plate(msg: Vio) -> bytes:
+    """The payload with the plate's fixstr header written as str8: longer, still valid msgpack."""
+    fields = payload(msg)
+    plate = fields[PAYLOAD[Kind.VIOLATION].index("plate")].encode()
+    parts = [msgpack.packb(f) for f in fields]
+    parts[PAYLOAD[Kind.VIOLATION].index("plate")] = bytes([0xD9, len(plate)]) + plate
+    return bytes([0x90 | len(fields)]) + b"".join(parts)
+
+
+def _with_raw_last(msg: protocol.Message, raw: bytes) -> bytes:
+    """The payload with its last field replaced by the msgpack bytes `raw`."""
+    fields = payload(msg)
+    return bytes([0x90 | len(fields)]) + b"".join(msgpack.packb(f) for f in fields[:-1]) + raw
+
+
+def _array16(msg: protocol.Message) -> bytes:
+    """The payload with its fixarray header written as array16."""
+    fields = payload(msg)
+    return b"\xdc" + len(fields).to_bytes(2, "big") + b"".join(msgpack.packb(f) for f in fields)
 
 
 def _seq(msg: Telemetry, seq: int) -> Telemetry:
@@ -163,6 +187,12 @@ def invalid_payloads() -> list[Invalid]:
         ("unknown major version 0.1", t, with_field(T, "schema", 0x01), "unknown_version",
          "$.schema"),
         ("version as a string", t, with_field(T, "schema", "1.0"), "bad_type", "$.schema"),
+        ("major 2.0 with a str beyond 1.x's limits: the version is judged first", t,
+         msgpack.packb([0x20, *payload(T)[1:4], "x" * 300]), "unknown_version", "$.schema"),
+        ("major 2.0 over 512 bytes: the version is judged first", t,
+         msgpack.packb([0x20, *payload(T)[1:], "x" * 600]), "unknown_version", "$.schema"),
+        ("a map with a map as key (valid msgpack, no such field type)", t,
+         _with_raw_last(T, b"\x81\x81\x01\x02\x03"), "bad_type", "$.flags"),
         ("status with only the schema", s, b"\x91\x10", "missing_field", "$.seq"),
         ("telemetry missing flags", t, msgpack.packb(payload(T)[:-1]), "missing_field",
          "$.flags"),

@@ -219,7 +219,9 @@ def test_from_json_accepts_absent_derived_fields() -> None:
 # --- bounded decoding ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("payload", "code"), [
-    (b"\xdd\xff\xff\xff\xff" + b"\x00" * 15, "oversized"),  # array of 2**32-1 items
+    (b"\xdd\xff\xff\xff\xff\x10" + b"\x00" * 14, "oversized"),  # 1.0, 2**32-1 items
+    # The version is judged before 1.x's limits: major 0 is unknown, whatever follows.
+    (b"\xdd\xff\xff\xff\xff" + b"\x00" * 15, "unknown_version"),
     (b"\x91\xdd\xff\xff\xff\xff" + b"\x00" * 14, "oversized"),  # nested
     (b"\x91\xdf\xff\xff\xff\xff" + b"\x00" * 14, "oversized"),  # map of 2**32-1 pairs
     (b"\x91\xdb\xff\xff\xff\xff" + b"a" * 14, "truncated"),  # str of 4 GiB
