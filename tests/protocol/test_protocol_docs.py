@@ -59,7 +59,7 @@ def test_field_tables_match_the_payload_layout() -> None:
 def test_the_time_rule_and_the_resolutions_in_the_text() -> None:
     assert _codec.TIME_TICK_MS == 40 and _codec.SUB_MAX == 99
     assert "time_ms = time_s * 1000 + (time_sub >> 2) * 40" in SPEC
-    assert "0..99; tick 0..24, time_source 0..2" in _section("## 3. Common fields")
+    assert "0..99 with tick 0..24 and time_source 0..2" in _section("## 3. Common fields")
     assert _codec.ALT_RANGE == (-1000, 10000)  # whole metres
     assert "| 6 | `alt_m` | int | whole metres above mean sea level | -1000..10000 |" in SPEC
 
