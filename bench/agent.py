@@ -197,9 +197,9 @@ def thread_cpu() -> dict[str, float]:
 def bench_pipeline(work: Path, name: str, width: int, height: int, host: str, port: int,
                    seconds: float) -> dict[str, Any]:
     """A real Agent in this process for `seconds`, camera at fps=0, recognizer unthrottled."""
+    from common.config import load
     from drone_agent.agent import from_config
     from drone_agent.config import AgentConfig
-    from presacop.config import load
 
     config_path = work / f"agent-{name}.toml"
     config_path.write_text(agent_toml(work / f"agent-{name}", f"bench-{name}", host, port,

@@ -18,5 +18,5 @@ Errors (all in `drone_agent.errors` except `HardwareError`, which lives with the
     +-- EvidenceRefused   the evidence store cannot keep a JPEG (quota, free disk); .evidence_id
     +-- HardwareError     a device failed for good (also a RuntimeError, as in the contract)
 
-Bad configuration raises `presacop.config.ConfigError` (a ValueError) naming the key.
+Bad configuration raises `common.config.ConfigError` (a ValueError) naming the key.
 """

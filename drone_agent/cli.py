@@ -31,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.config import ConfigError, load
     from drone_agent import plugins
     from drone_agent.agent import from_config
     from drone_agent.config import AgentConfig
     from drone_agent.errors import OutboxError, PluginError
     from drone_agent.hardware import HardwareError
-    from presacop.config import ConfigError, load
 
     # Handlers first: a SIGTERM during the (slow) start-up still ends in a clean stop.
     stop = threading.Event()

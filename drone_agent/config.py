@@ -1,24 +1,25 @@
-"""The agent's configuration: `AgentConfig`, loaded with `presacop.config.load(AgentConfig, path)`.
+"""The agent's configuration: `AgentConfig`, loaded with `common.config.load(AgentConfig, path)`.
 
 Every key has a default except `drone_id` and `position.factory`: a drone must say who it is and
 where its position comes from. `docs/agent.md` carries the generated reference table (a test keeps
 it in step with this file).
 
-Raises (through `presacop.config.load`): `ConfigError` naming the dotted key.
+Raises (through `common.config.load`): `ConfigError` naming the dotted key.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from common.config import field, from_dict
+from common.merge import deep_merge
 from drone_agent.outbox import ROW_OVERHEAD, TELEMETRY_SIZE_ESTIMATE
-from presacop.config import field
 
-# ruff: noqa: RUF009  (presacop.config.field is a dataclasses.field with docs, not a mutable default)
+# ruff: noqa: RUF009  (common.config.field is a dataclasses.field with docs, not a mutable default)
 
 DRONE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MiB = 1024 * 1024
@@ -198,11 +199,17 @@ class AgentConfig:
     clock: ClockConfig = field(default_factory=ClockConfig, doc="Time source detection.")
 
 
+def from_layers(*layers: Mapping[str, Any], source: str) -> AgentConfig:
+    """`AgentConfig` from config tables deep-merged in order (later layers win), e.g. defaults,
+    then a fleet's options, then one drone's. Raises ConfigError naming the key and `source`."""
+    return from_dict(AgentConfig, deep_merge({}, *layers), source=source)
+
+
 def reference_table() -> str:
     """The Markdown reference of every key (docs/agent.md embeds it; a test keeps them equal).
 
     Regenerate with ``python -m drone_agent.config``."""
-    from presacop.config import describe
+    from common.config import describe
 
     lines = ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
     for key, typ, default, doc in describe(AgentConfig):

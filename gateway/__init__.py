@@ -12,7 +12,7 @@ with retries), `service` (the ack path), `metrics`, `systemd`, `logs`, `cli`.
 
 Errors: bad input never raises, it becomes a dead-letter record. What can escape:
 
-    presacop.config.ConfigError     load_config: a bad key, named
+    common.config.ConfigError     load_config: a bad key, named
     gateway.kafka_sink.RecordRejected  only passed to callbacks: Kafka refuses a record for good
                                        (the gateway dead-letters the message instead)
 """

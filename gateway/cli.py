@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from presacop.config import ConfigError
+    from common.config import ConfigError
 
     from .config import load_config
 

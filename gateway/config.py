@@ -1,10 +1,10 @@
-"""The gateway's configuration: a tree of frozen dataclasses read by `presacop.config.load`.
+"""The gateway's configuration: a tree of frozen dataclasses read by `common.config.load`.
 
 Every key has a default, so `presacop gateway` with no file runs against the local dev stack
 (`presacop stack`: Mosquitto on 127.0.0.1:11883, Kafka on 127.0.0.1:19092). `docs/gateway.md` is
 generated from this module (`gateway.config.reference_markdown`) and a test keeps the two equal.
 
-Raises: `presacop.config.ConfigError` (from `load_config`) naming the bad key.
+Raises: `common.config.ConfigError` (from `load_config`) naming the bad key.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from presacop.config import ConfigError, describe, field, load
+from common.config import ConfigError, describe, field, load
 
 # The one filter the gateway needs; duplicated from protocol.SUBSCRIPTION so that loading a config
 # does not import the protocol package (a test checks the two agree).

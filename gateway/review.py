@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("code", type=int)
     res.add_argument("--officer", required=True, help="who sets the code (recorded)")
     args = parser.parse_args(argv)
-    from presacop.config import ConfigError
+    from common.config import ConfigError
 
     try:
         cfg = load_config(args.config)

@@ -182,7 +182,7 @@ class Fleet:
             "recognizer": _options(StubRecognizer, RECOGNIZER_DEFAULTS, recognizer,
                                    "recognizer"),
         }
-        self.agent_overrides = _deep_merge(AGENT_DEFAULTS, dict(agent or {}))
+        self.agent_overrides = dict(agent or {})
         self.link_faults = link_faults
         self.drone_ids = [f"{id_prefix}-{i:04d}" for i in range(first_index,
                                                                 first_index + n_drones)]
@@ -368,10 +368,9 @@ class Fleet:
 
     def _agent_config_for(self, drone_id: str, data_dir: Path, host: str, port: int) -> Any:
         """The agent's config; raises ConfigError (a ValueError) naming a bad override."""
-        from drone_agent.config import AgentConfig
-        from presacop.config import from_dict
+        from drone_agent.config import from_layers
 
-        tree = _deep_merge(self.agent_overrides, {
+        per_drone = {
             "drone_id": drone_id,
             "data_dir": str(data_dir),
             "mqtt": {"host": host, "port": port},
@@ -381,8 +380,9 @@ class Fleet:
             "position": {"factory": "hw_sim.position:RoutePosition"},
             "power": {"factory": "hw_sim.power:SimBattery"},
             "recognizer": {"factory": "drone_agent.stub_recognizer:StubRecognizer"},
-        })
-        return from_dict(AgentConfig, tree, source=f"fleet agent options ({drone_id})")
+        }
+        return from_layers(AGENT_DEFAULTS, self.agent_overrides, per_drone,
+                           source=f"fleet agent options ({drone_id})")
 
     def _tap(self, drone: Drone) -> None:
         """Record every violation the agent stores in its outbox, as the outbox stores it.
@@ -536,13 +536,3 @@ def _options(cls: Callable[..., Any], defaults: Mapping[str, Any],
     if close is not None:
         close()
     return merged
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out

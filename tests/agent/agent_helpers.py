@@ -13,9 +13,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 import protocol
+from common.config import from_dict
+from common.merge import deep_merge
 from drone_agent.config import AgentConfig
 from drone_agent.hardware import Fix, Frame, HardwareError, PowerReading, TruthPlate
-from presacop.config import from_dict
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -26,16 +27,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-
-
-def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def config_dict(data_dir: Path, port: int, **sections: Any) -> dict[str, Any]:
@@ -55,7 +46,7 @@ def config_dict(data_dir: Path, port: int, **sections: Any) -> dict[str, Any]:
         "evidence": {"min_free_bytes": 0},
         "clock": {"sync_check": "assume_synced"},
     }
-    return merge(base, sections)
+    return deep_merge(base, sections)
 
 
 def make_config(data_dir: Path, port: int, **sections: Any) -> AgentConfig:

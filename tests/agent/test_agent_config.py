@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from common.config import ConfigError, load
 from drone_agent.config import AgentConfig, reference_table
-from presacop.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = 'drone_id = "d1"\n[position]\nfactory = "fixed"\n'

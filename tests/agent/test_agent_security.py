@@ -9,9 +9,9 @@ import pytest
 from agent_helpers import Collector, config_dict, wait_until
 
 import protocol
+from common.config import from_dict
 from drone_agent.agent import from_config
 from drone_agent.config import AgentConfig
-from presacop.config import from_dict
 from presacop.stack import free_port
 
 PASSWORD = "correct horse"

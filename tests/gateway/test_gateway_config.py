@@ -12,9 +12,9 @@ import pytest
 from gateway_testlib import PRESACOP
 
 import protocol
+from common.config import ConfigError
 from gateway import config as gwconfig
 from gateway.config import GatewayConfig, load_config
-from presacop.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,11 +16,11 @@ import pytest
 from gateway_testlib import telemetry
 
 import protocol
+from common.config import from_dict
 from gateway.config import GatewayConfig
 from gateway.mqtt_source import Delivery
 from gateway.mqtt_wire import BufferedSocket, Client
 from gateway.service import Gateway
-from presacop.config import from_dict
 
 # -- BufferedSocket ---------------------------------------------------------------------------
 

@@ -214,8 +214,8 @@ def test_run_exits_1_when_a_gateway_thread_dies():
     """A dead worker thread must not leave a zombie that still pings the systemd watchdog."""
     import threading
 
+    from common.config import from_dict
     from gateway.service import Gateway
-    from presacop.config import from_dict
 
     cfg = from_dict(GatewayConfig, {"mqtt": {"port": 1, "client_id": "t-dead-thread"},
                                     "kafka": {"bootstrap_servers": "127.0.0.1:1"},
