@@ -461,8 +461,8 @@ class StackHandle:
                 _reachable(flag, host, port)
             return Endpoints(args.mqtt[0], args.mqtt[1], f"{args.kafka[0]}:{args.kafka[1]}",
                              "given")
-        from presacop import stack_cli
         from presacop.stack import PortInUseError, Stack
+        from presacop.stack import cli as stack_cli
 
         state_dir = (args.state_dir or stack_cli.default_state_dir()).expanduser().resolve()
         recorded = Stack.load(state_dir)
@@ -495,8 +495,6 @@ class StackHandle:
         if not started:
             return
         if keep:
-            for service in started:
-                service.detach()
             say("leaving the local stack running (--keep-stack); stop it with "
                 "`presacop stack down`")
             return

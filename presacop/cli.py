@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 # name -> (module, help). The module exposes `add_arguments(parser)` and `run(args) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "stack": ("presacop.stack_cli", "start, stop or inspect the local Mosquitto + Kafka stack"),
+    "stack": ("presacop.stack.cli", "start, stop or inspect the local Mosquitto + Kafka stack"),
     "gateway": ("gateway.cli", "run the MQTT -> Kafka gateway service"),
     "agent": ("drone_agent.cli", "run the drone agent (camera, recognizer, outbox, MQTT)"),
     "sim": ("hw_sim.cli", "run a fleet of simulated drones with real agents"),

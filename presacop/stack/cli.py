@@ -18,7 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from presacop.stack import Kafka, Mosquitto, PortInUseError, Stack, StackError, accepts
+from presacop.stack.errors import PortInUseError, StackError
+from presacop.stack.kafka import Kafka
+from presacop.stack.mosquitto import Mosquitto
+from presacop.stack.ports import accepts
+from presacop.stack.stack import Stack
 
 DEFAULT_MQTT_PORT = 11883
 DEFAULT_KAFKA_PORT = 19092
@@ -117,9 +121,8 @@ def _up(args: argparse.Namespace, state_dir: Path) -> int:
     missing = [s.name for s in stack.services if not s.running()]
     if missing:
         print(f"starting {', '.join(missing)} (state in {state_dir}) ...", flush=True)
+    # Started for the user: they outlive this command (nothing stops a broker at exit).
     stack.start()
-    # Started for the user: must outlive this command (the library stops them at exit otherwise).
-    stack.detach()
     stack.health_check()
     print("stack is up: MQTT publish/subscribe and Kafka produce/consume (acks=all) round trips ok")
     _print_endpoints(stack)
