@@ -10,13 +10,18 @@ Field metadata:
 - ``env``: an environment variable that overrides the value (for secrets); it is parsed like TOML
   would be for the field's type (str as is; int, float and bool from text).
 
+`dump_toml(data)` is the other direction: a nested dict rendered as TOML, for the programs that
+write configs for the processes they start (demo, bench, tests).
+
 Raises: `ConfigError` (a `ValueError`) for every problem; nothing else escapes `load`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import sys
 import types
 import typing
@@ -121,6 +126,45 @@ def from_dict(
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(prefix.rstrip("."), str(exc), source) from None
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """`data` as TOML: scalars (str, int, float, bool) and lists of them as `key = value`, nested
+    mappings as `[tables]`; None means "not set" and is left out. Raises ConfigError for any other
+    value type, naming its key."""
+    lines: list[str] = []
+    _dump_table(data, "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(data: Mapping[str, Any], prefix: str, lines: list[str]) -> None:
+    tables = []
+    if prefix:
+        lines += ["", f"[{prefix}]"]
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        elif value is not None:
+            path = f"{prefix}.{key}" if prefix else key
+            lines.append(f"{_toml_key(key)} = {_toml_value(path, value)}")
+    for key, value in tables:
+        _dump_table(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(f"{key}[{i}]", v) for i, v in enumerate(value)) + "]"
+    raise ConfigError(key, f"cannot write {_tname(value)} {value!r} as TOML")
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:

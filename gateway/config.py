@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from common.config import ConfigError, describe, field, load
+from common.config import ConfigError, describe, dump_toml, field, from_dict, load
 
 # The one filter the gateway needs; duplicated from protocol.SUBSCRIPTION so that loading a config
 # does not import the protocol package (a test checks the two agree).
@@ -268,9 +268,21 @@ class GatewayConfig:
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a gateway config (None: defaults). Raises `ConfigError`."""
     cfg = load(GatewayConfig, path, env=env)
+    return _checked(cfg, str(path) if path is not None else "<defaults>")
+
+
+def to_toml(data: Mapping[str, object], source: str = "<generated gateway config>") -> str:
+    """The gateway config file for `data` ({"mqtt": {...}, "kafka": {..., "topics": {...}}, ...}):
+    the one writer of gateway TOML for the demo, the bench and the tests. Raises `ConfigError`
+    naming the key if `data` would not load."""
+    _checked(from_dict(GatewayConfig, data, source=source, env={}), source)
+    return dump_toml(data)
+
+
+def _checked(cfg: GatewayConfig, source: str) -> GatewayConfig:
     problem = _cross_check(cfg)
     if problem:
-        raise ConfigError(problem[0], problem[1], str(path) if path is not None else "<defaults>")
+        raise ConfigError(problem[0], problem[1], source)
     return cfg
 
 
