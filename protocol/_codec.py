@@ -50,9 +50,9 @@ from protocol._messages import (
 from protocol._topics import parse_topic
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
-WIRE_VERSION = SCHEMA_MAJOR << 4 | SCHEMA_MINOR  # one byte on the wire: 0x10 for 1.0
+WIRE_VERSION = SCHEMA_MAJOR << 4 | SCHEMA_MINOR  # one byte on the wire: 0x11 for 1.1
 
 MAX_MESSAGE_SIZE = 512  # bytes; the largest 1.0 message is under 100 bytes, the rest is for minors
 MAX_FIELDS = 64  # top-level array length any minor of major 1 may use
@@ -73,13 +73,21 @@ _POSITION_FIELDS = ("lat_deg", "lon_deg", "alt_m")
 # except the time-source bits, which report "$.time_source").
 FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.TELEMETRY: (*_HEADER_FIELDS, *_POSITION_FIELDS,
-                     "heading_deg", "speed_mps", "battery_pct", "flags"),
+                     "heading_deg", "speed_mps", "battery_pct", "flags", "flags_ext"),
     Kind.VIOLATION: (*_HEADER_FIELDS, *_POSITION_FIELDS, "plate", "region", "confidence", "code",
                      "evidence_id", "vehicle.make", "vehicle.colour", "vehicle.body"),
     Kind.STATUS: (*_HEADER_FIELDS, "online"),
 }
-_OPTIONAL_TAIL = {Kind.TELEMETRY: 0, Kind.VIOLATION: 3, Kind.STATUS: 0}  # may be absent or nil
+_OPTIONAL_TAIL = {Kind.TELEMETRY: 1, Kind.VIOLATION: 3, Kind.STATUS: 0}  # may be absent or nil
 _VIOLATION_REQUIRED = len(FIELDS[Kind.VIOLATION]) - _OPTIONAL_TAIL[Kind.VIOLATION]
+# The minor that appended each field after 1.0 (append-only: a kind's fields are in minor order).
+# A payload of an older minor carrying such a field has an extra field.
+_ADDED_IN: dict[tuple[Kind, str], int] = {(Kind.TELEMETRY, "flags_ext"): 1}
+# Logical fields a message of (kind, minor) may carry; newer minors than ours: every field we know.
+_KNOWN_FIELDS: dict[tuple[Kind, int], int] = {
+    (kind, minor): sum(1 for name in names if _ADDED_IN.get((kind, name), 0) <= minor)
+    for kind, names in FIELDS.items() for minor in range(16)
+}
 
 # Wire ranges of scaled quantities, inclusive.
 LAT_RANGE = (-90 * LAT_LON_SCALE, 90 * LAT_LON_SCALE)
@@ -89,6 +97,9 @@ HEADING_RANGE = (0, 360 * HEADING_SCALE - 1)
 SPEED_RANGE = (0, 200 * SPEED_SCALE)
 CONFIDENCE_RANGE = (0, CONFIDENCE_SCALE)
 FLAGS_MAX = sum(int(flag) for flag in StatusFlags.__members__.values())  # every defined bit
+FLAGS_EXT_SHIFT = 6  # `flags` carries bits 0..5 (1.0's); `flags_ext` (1.1) the rest, shifted
+FLAGS_WIRE_MAX = (1 << FLAGS_EXT_SHIFT) - 1
+FLAGS_EXT_MAX = FLAGS_MAX >> FLAGS_EXT_SHIFT
 SUB_SHIFT = 2  # time_sub = tick << 2 | time_source, tick = (ms % 1000) // TIME_TICK_MS
 TICKS_PER_SECOND = 1000 // TIME_TICK_MS
 SUB_MAX = (TICKS_PER_SECOND - 1) << SUB_SHIFT | 3
@@ -156,13 +167,17 @@ def _position_to_wire(pos: object, err: ErrorClass) -> list[int]:
 
 
 def _telemetry_body(msg: Telemetry, err: ErrorClass) -> list[Any]:
-    return [
+    flags = v.int_in(msg.flags, "$.flags", 0, FLAGS_MAX, err)
+    body = [
         *_position_to_wire(msg.position, err),
         v.scaled(msg.heading_deg, HEADING_SCALE, "$.heading_deg", *HEADING_RANGE, err),
         v.scaled(msg.speed_mps, SPEED_SCALE, "$.speed_mps", *SPEED_RANGE, err),
         v.int_in(msg.battery_pct, "$.battery_pct", 0, 100, err),
-        v.int_in(msg.flags, "$.flags", 0, FLAGS_MAX, err),
+        flags & FLAGS_WIRE_MAX,
     ]
+    if flags >> FLAGS_EXT_SHIFT:  # canonical form: left out when no such flag is set
+        body.append(flags >> FLAGS_EXT_SHIFT)
+    return body
 
 
 def _violation_body(msg: Violation, err: ErrorClass) -> list[Any]:
@@ -335,18 +350,18 @@ def _envelope(fields: Sequence[Any]) -> tuple[Kind, int]:
 
 def _fit_length(fields: Sequence[Any], kind: Kind, minor: int) -> Sequence[Any]:
     """The fields this minor knows; a newer minor's appended fields are dropped, unread."""
-    names = FIELDS[kind]
-    required = len(names) - _OPTIONAL_TAIL[kind]
+    required = len(FIELDS[kind]) - _OPTIONAL_TAIL[kind]
     if len(fields) < required:
         raise RemoteProtocolError("missing_field", f"{kind.value} needs {required - TOPIC_FIELDS} "
                                   f"fields, got {len(fields) - TOPIC_FIELDS}",
                                   _path(kind, len(fields)))
-    if len(fields) > len(names):
+    known = _KNOWN_FIELDS[kind, minor]
+    if len(fields) > known:
         if minor <= SCHEMA_MINOR:
             raise RemoteProtocolError("extra_field", f"{kind.value} {SCHEMA_MAJOR}.{minor} has "
-                                      f"{len(names) - TOPIC_FIELDS} fields, got "
-                                      f"{len(fields) - TOPIC_FIELDS}", _path(kind, len(names)))
-        return fields[: len(names)]
+                                      f"{known - TOPIC_FIELDS} fields, got "
+                                      f"{len(fields) - TOPIC_FIELDS}", f"$[{known - TOPIC_FIELDS}]")
+        return fields[:known]
     return fields
 
 
@@ -381,8 +396,17 @@ def _telemetry_from_wire(header: Header, fields: Sequence[Any]) -> Telemetry:
         v.int_in(fields[9], "$.heading_deg", *HEADING_RANGE, err) / HEADING_SCALE,
         v.int_in(fields[10], "$.speed_mps", *SPEED_RANGE, err) / SPEED_SCALE,
         v.int_in(fields[11], "$.battery_pct", 0, 100, err),
-        StatusFlags(v.int_in(fields[12], "$.flags", 0, FLAGS_MAX, err)),
+        StatusFlags(wire_flags(fields, err)),
     )
+
+
+def wire_flags(fields: Sequence[Any], err: ErrorClass) -> int:
+    """Telemetry's flags from `flags` and, from 1.1, `flags_ext` (absent or nil: none)."""
+    flags = v.int_in(fields[12], "$.flags", 0, FLAGS_WIRE_MAX, err)
+    ext = fields[13] if len(fields) > 13 else None
+    if ext is None:
+        return flags
+    return flags | v.int_in(ext, "$.flags_ext", 0, FLAGS_EXT_MAX, err) << FLAGS_EXT_SHIFT
 
 
 def _violation_from_wire(header: Header, fields: Sequence[Any]) -> Violation:

@@ -96,7 +96,8 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
         out["heading_deg"] = wire[9] / HEADING_SCALE
         out["speed_mps"] = wire[10] / SPEED_SCALE
         out["battery_pct"] = wire[11]
-        out["flags"] = _flag_names(wire[12])
+        ext = wire[13] if len(wire) > 13 else None  # 1.1's flags_ext; validated, nil = 0
+        out["flags"] = _flag_names(wire[12] | (ext or 0) << _codec.FLAGS_EXT_SHIFT)
         return out
     details = [*wire[14:17], None, None, None][:3]
     out |= {

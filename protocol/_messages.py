@@ -62,6 +62,9 @@ class StatusFlags(enum.IntFlag):
     DISK_LOW = 8  # the evidence store is near its quota
     CAMERA_FAULT = 16
     GPS_NO_FIX = 32
+    # 1.1: the flight controller's link is down (no MAVLink HEARTBEAT). Bits from 64 up travel
+    # in telemetry's appended `flags_ext` (flags >> 6): a new bit in `flags` would break 1.0.
+    AUTOPILOT_LOST = 64
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ T_MAX = 4_102_444_799_960  # 2099-12-31T23:59:59.960Z, the last tick of the wind
 EVIDENCE = "0123456789abcdef"
 HEADER = Header("nyc-0007", 123456, T0, TimeSource.GPS)
 TIMES_SQUARE = Position(40.7579747, -73.9855426, 120.0)
-ALL_FLAGS = StatusFlags(63)
+ALL_FLAGS = StatusFlags(127)  # every flag, 1.1's AUTOPILOT_LOST (in flags_ext) included
+FLAGS_1_0 = StatusFlags(63)  # every flag `flags` itself carries
 
 TELEMETRY = Telemetry(HEADER, TIMES_SQUARE, 271.5, 8.3, 87, StatusFlags.NONE)
 VIOLATION = Vio(HEADER, TIMES_SQUARE, "ABC1234", "NY", 0.93, 21, EVIDENCE)
@@ -43,7 +44,8 @@ STATUS = Status(HEADER, True)
 _HEAD = ("schema", "seq", "time_s", "time_sub")
 _POSITION = ("lat_deg", "lon_deg", "alt_m")
 PAYLOAD: dict[Kind, tuple[str, ...]] = {
-    Kind.TELEMETRY: (*_HEAD, *_POSITION, "heading_deg", "speed_mps", "battery_pct", "flags"),
+    Kind.TELEMETRY: (*_HEAD, *_POSITION, "heading_deg", "speed_mps", "battery_pct", "flags",
+                     "flags_ext"),
     Kind.VIOLATION: (*_HEAD, *_POSITION, "plate", "region", "confidence", "code", "evidence_id",
                      "vehicle.make", "vehicle.colour", "vehicle.body"),
     Kind.STATUS: (*_HEAD, "online"),
@@ -60,7 +62,7 @@ def valid() -> list[tuple[str, protocol.Message]]:
                                              ALL_FLAGS)),
         ("telemetry at the realistic envelope's upper end",
          Telemetry(Header("nyc-0007", 2**32 - 1, T0, TimeSource.GPS),
-                   Position(-89.9999999, -179.9999999, 255), 359.9, 25.5, 100, ALL_FLAGS)),
+                   Position(-89.9999999, -179.9999999, 255), 359.9, 25.5, 100, FLAGS_1_0)),
         ("telemetry alt -32 m, one byte",
          Telemetry(HEADER, Position(40.7579747, -73.9855426, -32), 0, 0, 50)),
         ("telemetry alt 127 m, one byte",
@@ -68,6 +70,9 @@ def valid() -> list[tuple[str, protocol.Message]]:
         ("telemetry battery low and no gps fix, unsynced clock",
          Telemetry(Header("nyc-0007", 7, T0, TimeSource.UNSYNCED), TIMES_SQUARE, 0.1, 0, 19,
                    StatusFlags.BATTERY_LOW | StatusFlags.GPS_NO_FIX)),
+        ("telemetry autopilot link lost (1.1 flags_ext) and no gps fix",
+         Telemetry(HEADER, TIMES_SQUARE, 0, 0, 64,
+                   StatusFlags.AUTOPILOT_LOST | StatusFlags.GPS_NO_FIX)),
         ("violation qualified (21 street cleaning)", VIOLATION),
         ("violation unqualified (code nil)", _vio(code=None)),
         ("violation with vehicle details", _vio(vehicle=Vehicle("TOYOT", "WH", "SUBN"))),
@@ -108,14 +113,16 @@ def with_field(msg: protocol.Message, name: str, value: Any) -> bytes:
 
 def non_canonical() -> list[tuple[str, bytes, protocol.Message]]:
     """Valid payloads our encoder would write differently: decode must accept them."""
-    newer_t = [0x11, *payload(TELEMETRY)[1:], "a field of 1.1"]
+    newer_t = [0x12, *payload(TELEMETRY)[1:], None, "a field of 1.2"]
     newer_v = [0x13, *payload(VIOLATION)[1:], None, None, None, 42, [1, 2]]
     nils = [*payload(VIOLATION), None, None, None]
     # [16, 123456, 1748779200, 13, true] with uint8/uint64/int8 where a shorter form exists:
     # msgpack allows it, and so must every decoder.
     long_ints = bytes.fromhex("95" "cc10" "cf000000000001e240" "cf00000000683c40c0" "d00d" "c3")
     return [
-        ("telemetry from newer minor 1.1 with an appended field", msgpack.packb(newer_t),
+        ("telemetry from newer minor 1.2, nil flags_ext then an appended field",
+         msgpack.packb(newer_t), TELEMETRY),
+        ("telemetry 1.0 (no flags_ext)", msgpack.packb([0x10, *payload(TELEMETRY)[1:]]),
          TELEMETRY),
         ("violation from newer minor 1.3, nil details then appended fields",
          msgpack.packb(newer_v), VIOLATION),
@@ -196,10 +203,15 @@ def invalid_payloads() -> list[Invalid]:
         ("status with only the schema", s, b"\x91\x10", "missing_field", "$.seq"),
         ("telemetry missing flags", t, msgpack.packb(payload(T)[:-1]), "missing_field",
          "$.flags"),
-        ("telemetry 1.0 with an extra field", t, msgpack.packb([*payload(T), 0]), "extra_field",
-         "$[11]"),
+        ("telemetry 1.0 with an extra field (flags_ext is 1.1's)", t,
+         msgpack.packb([0x10, *payload(T)[1:], 1]), "extra_field", "$[11]"),
+        ("telemetry 1.1 with an extra field", t, msgpack.packb([*payload(T), 0, 0]),
+         "extra_field", "$[12]"),
+        ("flags_ext 2 (undefined bit 7)", t, msgpack.packb([*payload(T), 2]), "out_of_range",
+         "$.flags_ext"),
+        ("flags_ext as a bool", t, msgpack.packb([*payload(T), True]), "bad_type", "$.flags_ext"),
         ("telemetry payload on the violation topic", v, tel, "missing_field", "$.evidence_id"),
-        ("violation payload on the telemetry topic", t, vio, "extra_field", "$[11]"),
+        ("violation payload on the telemetry topic", t, vio, "bad_type", "$.heading_deg"),
         ("status payload on the telemetry topic", t, sta, "missing_field", "$.lon_deg"),
         ("telemetry payload on the status topic", s, tel, "extra_field", "$[5]"),
         ("seq -1", t, with_field(T, "seq", -1), "out_of_range", "$.seq"),
@@ -235,7 +247,8 @@ def invalid_payloads() -> list[Invalid]:
         ("speed 200.1 m/s", t, with_field(T, "speed_mps", 2001), "out_of_range", "$.speed_mps"),
         ("battery 101 %", t, with_field(T, "battery_pct", 101), "out_of_range", "$.battery_pct"),
         ("battery true", t, with_field(T, "battery_pct", True), "bad_type", "$.battery_pct"),
-        ("flags with undefined bit 64", t, with_field(T, "flags", 64), "out_of_range", "$.flags"),
+        ("flags with bit 64 (1.1 sends it in flags_ext)", t, with_field(T, "flags", 64),
+         "out_of_range", "$.flags"),
         ("plate lowercase", v, with_field(V, "plate", "abc1234"), "bad_plate", "$.plate"),
         ("plate empty", v, with_field(V, "plate", ""), "bad_plate", "$.plate"),
         ("plate of 9 chars", v, with_field(V, "plate", "ABCD12345"), "bad_plate", "$.plate"),

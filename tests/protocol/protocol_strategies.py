@@ -47,7 +47,7 @@ telemetry = st.builds(
     heading_deg=_real(0, 360, exclude_max=True),
     speed_mps=_real(0, 200),
     battery_pct=st.integers(0, 100),
-    flags=st.integers(0, 63).map(StatusFlags),
+    flags=st.integers(0, 127).map(StatusFlags),
 )
 _detail = st.none() | _text(r"[A-Z0-9/&.-]{1,8}")
 violations = st.builds(

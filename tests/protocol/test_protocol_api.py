@@ -45,7 +45,7 @@ def test_error_tree() -> None:
 
 
 def test_constants() -> None:
-    assert protocol.SCHEMA_VERSION == "1.0"
+    assert protocol.SCHEMA_VERSION == "1.1"
     assert protocol.SUBSCRIPTION == "presacop/v1/drones/+/+"
     assert protocol.MAX_MESSAGE_SIZE == 512
     assert {k.value for k in protocol.Kind} == {"telemetry", "violation", "status"}

@@ -236,7 +236,7 @@ def test_telemetry_in_the_realistic_envelope_is_at_most_32_bytes(msg: Telemetry)
 
 def test_telemetry_sizes_at_the_edges_of_the_envelope() -> None:
     """The exact figures docs/protocol.md quotes: 32 at the envelope's top, one more byte for an
-    altitude below -128 m, 34 with every field at its range limit."""
+    altitude below -128 m, 34 with every field at its range limit, 35 with autopilot_lost too."""
     top = Telemetry(protocol.Header("nyc-0007", 2**32 - 1, 4_102_444_799_960,
                                     protocol.TimeSource.NTP),
                     Position(-89.9999999, -179.9999999, 255), 359.9, 25.5, 100,
@@ -248,6 +248,8 @@ def test_telemetry_sizes_at_the_edges_of_the_envelope() -> None:
     assert len(protocol.encode(below)) == 33
     limits = dataclasses.replace(top, position=Position(90, 180, 10000), speed_mps=200)
     assert len(protocol.encode(limits)) == 34
+    every_flag = dataclasses.replace(limits, flags=StatusFlags(127))  # 1.1's flags_ext: one more
+    assert len(protocol.encode(every_flag)) == 35
 
 
 @settings(max_examples=1000, deadline=None)
@@ -261,5 +263,5 @@ def test_violation_without_vehicle_details_is_at_most_64_bytes(msg: protocol.Vio
 @settings(max_examples=300, deadline=None)
 @given(messages)
 def test_no_message_exceeds_the_largest_of_its_kind(msg: protocol.Message) -> None:
-    limit = {Kind.TELEMETRY: 34, Kind.VIOLATION: 77, Kind.STATUS: 14}[protocol.kind_of(msg)]
+    limit = {Kind.TELEMETRY: 35, Kind.VIOLATION: 77, Kind.STATUS: 14}[protocol.kind_of(msg)]
     assert len(protocol.encode(msg)) <= limit

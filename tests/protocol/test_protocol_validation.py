@@ -64,7 +64,7 @@ def test_encode_rejects_a_bad_header(changes: dict[str, Any], code: str, path: s
     ({"heading_deg": 360}, "out_of_range", "$.heading_deg"),
     ({"speed_mps": -0.1}, "out_of_range", "$.speed_mps"),
     ({"battery_pct": 50.5}, "bad_type", "$.battery_pct"),
-    ({"flags": 64}, "out_of_range", "$.flags"),
+    ({"flags": 128}, "out_of_range", "$.flags"),
 ])
 def test_encode_rejects_bad_telemetry(changes: dict[str, Any], code: str, path: str) -> None:
     _expect_local(dataclasses.replace(TEL, **changes), code, path)
@@ -145,7 +145,7 @@ def test_the_payload_carries_no_drone_id_and_no_kind() -> None:
         data = protocol.encode(msg)
         assert b"nyc-0007" not in data
         fields = msgpack.unpackb(data)
-        assert fields[0] == 0x10 and fields[1] == HEADER.seq  # schema, then seq: no kind, no id
+        assert fields[0] == 0x11 and fields[1] == HEADER.seq  # schema, then seq: no kind, no id
 
 
 def test_unqualified_violation_is_marked_and_kept() -> None:
@@ -299,4 +299,34 @@ def test_to_json_of_a_newer_minor_message_is_our_canonical_form() -> None:
     fields = msgpack.unpackb(protocol.encode(VIO))
     newer = msgpack.packb([0x12, *fields[1:], None, None, None, "appended"])
     doc = protocol.to_json(protocol.decode(newer, VIO_TOPIC))
-    assert doc == protocol.to_json(VIO) and doc["schema"] == "1.0"
+    assert doc == protocol.to_json(VIO) and doc["schema"] == "1.1"
+
+
+# --- 1.1: flags from bit 6 up travel in the appended flags_ext ------------------------------------
+
+def test_autopilot_lost_travels_in_flags_ext_and_round_trips() -> None:
+    tel = dataclasses.replace(TEL, flags=StatusFlags.AUTOPILOT_LOST | StatusFlags.GPS_NO_FIX)
+    fields = msgpack.unpackb(protocol.encode(tel))
+    assert fields[0] == 0x11 and fields[10:] == [32, 1]  # flags keeps 1.0's bits only
+    assert protocol.decode(protocol.encode(tel), TEL_TOPIC) == tel
+    assert protocol.to_json(tel)["flags"] == ["gps_no_fix", "autopilot_lost"]
+    assert protocol.from_json(protocol.to_json(tel)) == tel
+    assert len(msgpack.unpackb(protocol.encode(TEL))) == 11  # no such flag: left out, 1.0's size
+
+
+def test_flags_ext_nil_means_none_and_a_10_payload_may_not_carry_it() -> None:
+    fields = msgpack.unpackb(protocol.encode(TEL))
+    assert protocol.decode(msgpack.packb([*fields, None]), TEL_TOPIC) == TEL
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.decode(msgpack.packb([0x10, *fields[1:], 1]), TEL_TOPIC)
+    assert (info.value.code, info.value.path) == ("extra_field", "$[11]")
+    assert protocol.decode(msgpack.packb([0x10, *fields[1:]]), TEL_TOPIC) == TEL  # 1.0 still reads
+
+
+@pytest.mark.parametrize(("ext", "code"), [(2, "out_of_range"), (-1, "out_of_range"),
+                                            ("1", "bad_type"), (True, "bad_type")])
+def test_bad_flags_ext_is_rejected(ext: object, code: str) -> None:
+    fields = msgpack.unpackb(protocol.encode(TEL))
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.decode(msgpack.packb([*fields, ext]), TEL_TOPIC)
+    assert (info.value.code, info.value.path) == (code, "$.flags_ext")

@@ -111,7 +111,7 @@ LAYOUT = {  # payload position 4.. -> (JSON key, scale) per docs/protocol.md; 0-
 }
 SOURCES = {"unsynced": 0, "gps": 1, "ntp": 2}
 FLAG_BITS = {"battery_low": 1, "link_backlog": 2, "outbox_full": 4, "disk_low": 8,
-             "camera_fault": 16, "gps_no_fix": 32}
+             "camera_fault": 16, "gps_no_fix": 32, "autopilot_lost": 64}
 
 
 @pytest.mark.parametrize("vector", VALID, ids=_ids(VALID))
@@ -127,7 +127,8 @@ def test_valid_vector_read_with_plain_msgpack(vector: dict[str, Any]) -> None:
         expected = j[key] if scale is None else round(j[key] * scale)
         assert fields[index] == expected, key
     if vector["kind"] == "telemetry":
-        assert fields[10] == sum(FLAG_BITS[name] for name in j["flags"])
+        ext = fields[11] if len(fields) > 11 and fields[0] & 0x0F >= 1 else None  # 1.1 flags_ext
+        assert fields[10] | (ext or 0) << 6 == sum(FLAG_BITS[name] for name in j["flags"])
     if vector["kind"] == "violation":
         assert isinstance(fields[11], bytes) and fields[11].hex() == j["evidence_id"]
         details = [*fields[12:15], None, None, None][:3]
