@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("drone_agent.cli", "run the drone agent (camera, recognizer, outbox, MQTT)"),
     "sim": ("hw_sim.cli", "run a fleet of simulated drones with real agents"),
     "demo": ("hw_sim.demo", "run the whole pipeline on this machine and check nothing is lost"),
+    "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),
 }
 
 
