@@ -10,6 +10,11 @@ docs/protocol-vectors.json.
     topic(drone_id, kind) -> str    parse_topic(topic) -> (drone_id, kind)
     message_id(msg) -> "<drone_id>:<seq>"
 
+Evidence upload frames (schema 1.1; their own topics, see docs/protocol.md section 14):
+
+    encode_evidence(frame) -> payload       decode_evidence(payload, topic) -> frame
+    evidence_topic(drone_id), receipt_topic(drone_id), parse_evidence_topic(topic)
+
 Error tree (each error has .code, a key of ERROR_CODES, and .path, e.g. "$.plate", or None):
 
     ProtocolError
@@ -26,6 +31,24 @@ from protocol._errors import (
     ProtocolError,
     RemoteProtocolError,
     TopicError,
+)
+from protocol._evidence import (
+    MAX_CHUNK_SIZE,
+    MAX_EVIDENCE_MESSAGE,
+    MAX_EVIDENCE_SIZE,
+    EvidenceChunk,
+    EvidenceFrame,
+    EvidenceManifest,
+    EvidenceReceipt,
+    ReceiptState,
+    chunk_count,
+    chunk_span,
+    decode_evidence,
+    encode_evidence,
+    evidence_topic,
+    is_evidence_topic,
+    parse_evidence_topic,
+    receipt_topic,
 )
 from protocol._json import from_json, to_json
 from protocol._messages import (
@@ -46,16 +69,24 @@ from protocol._topics import SUBSCRIPTION, parse_topic, topic
 
 __all__ = [
     "ERROR_CODES",
+    "MAX_CHUNK_SIZE",
+    "MAX_EVIDENCE_MESSAGE",
+    "MAX_EVIDENCE_SIZE",
     "MAX_MESSAGE_SIZE",
     "SCHEMA_VERSION",
     "SUBSCRIPTION",
     "VIOLATION_CODES",
+    "EvidenceChunk",
+    "EvidenceFrame",
+    "EvidenceManifest",
+    "EvidenceReceipt",
     "Header",
     "Kind",
     "LocalProtocolError",
     "Message",
     "Position",
     "ProtocolError",
+    "ReceiptState",
     "RemoteProtocolError",
     "Status",
     "StatusFlags",
@@ -64,12 +95,20 @@ __all__ = [
     "TopicError",
     "Vehicle",
     "Violation",
+    "chunk_count",
+    "chunk_span",
     "decode",
+    "decode_evidence",
     "encode",
+    "encode_evidence",
+    "evidence_topic",
     "from_json",
+    "is_evidence_topic",
     "kind_of",
     "message_id",
+    "parse_evidence_topic",
     "parse_topic",
+    "receipt_topic",
     "to_json",
     "topic",
 ]

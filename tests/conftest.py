@@ -4,6 +4,8 @@
     certs               session-scoped throwaway CA + server certificate for 127.0.0.1
     mosquitto_factory   factory(**Mosquitto kwargs) -> a started private Mosquitto (fault tests)
     kafka_factory       factory(**Kafka kwargs) -> a started private Kafka (slow: Kafka faults only)
+    s3proxy             a started private s3proxy (S3 API over a directory, bucket
+                        presacop-evidence) that a test may stop and start again
 
 Everything a fixture starts is stopped at teardown, also when the test fails; presacop.stack also
 stops leftovers at interpreter exit as a last resort.
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports
+from presacop.stack.s3proxy import S3Proxy
 
 # Test brokers get a smaller heap than `presacop stack up`: several may run at once on 2 cores.
 TEST_KAFKA_HEAP = "512m"
@@ -111,3 +114,17 @@ def kafka_factory(tmp_path: Path) -> Iterator[Callable[..., Kafka]]:
     finally:
         for broker in started:
             broker.stop()
+
+
+@pytest.fixture
+def s3proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Proxy]:
+    """A started s3proxy on a free port; its credentials are in the environment (boto3 reads
+    them there, as the gateway does in production)."""
+    server = S3Proxy(tmp_path / "s3proxy", free_port())
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import evidence_vectors  # tools/evidence_vectors.py: the 1.1 evidence frames
 import msgpack
 
 import protocol
@@ -341,6 +342,7 @@ def render() -> str:
                  "implementation, `path`, null when the error names no field).",
         "schema": protocol.SCHEMA_VERSION,
         "vectors": build(),
+        "evidence_vectors": evidence_vectors.build(),
     }
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 

@@ -17,6 +17,11 @@ CONTRACT = {  # COMMON.md's protocol contract, plus the error split and ERROR_CO
     "ProtocolError", "TopicError", "Telemetry", "Violation", "Status", "Header", "Position",
     "Vehicle", "TimeSource", "StatusFlags", "Message", "LocalProtocolError",
     "RemoteProtocolError", "ERROR_CODES",
+    # evidence upload frames, 1.1 (issue 12)
+    "MAX_CHUNK_SIZE", "MAX_EVIDENCE_MESSAGE", "MAX_EVIDENCE_SIZE", "EvidenceChunk",
+    "EvidenceFrame", "EvidenceManifest", "EvidenceReceipt", "ReceiptState", "chunk_count",
+    "chunk_span", "decode_evidence", "encode_evidence", "evidence_topic", "is_evidence_topic",
+    "parse_evidence_topic", "receipt_topic",
 }
 
 
