@@ -16,7 +16,6 @@ Errors::
      +-- SimError                         the simulator cannot do its job
           +-- LinkError                   LinkProxy cannot listen, or used before start()
           +-- FleetError                  a fleet cannot start (agent failed to start, bad layout)
-          +-- demo.DemoError              `presacop demo` cannot run (brokers, gateway, topics)
 
 Heavy imports (OpenCV, numpy, the agent) happen in the submodules, not here.
 """

@@ -1,33 +1,25 @@
-"""Run a fleet of simulated drones: real drone agents on simulated hardware (NYC street camera,
-GPS flying NYC routes, draining battery, stub recognizer), each connected to the MQTT broker
-through its own TCP link proxy that can cut the link for real (--link-faults).
+"""One fleet of simulated drones in this process: the flags, the flight, the landing and the
+report of `presacop sim` (`presacop/sim.py`, which also spreads a fleet over several processes by
+running `python -m hw_sim.cli --child` for each part).
 
-Prints live counts while it runs and a per-drone summary at the end; exits 0 when every
-violation the agents accepted was acknowledged by the broker, 1 when some are still queued in an
-outbox (kept on disk in --data-dir, not lost), 2 for bad flags or a fleet that cannot start,
-130 when interrupted.
-
-Examples:
-  presacop sim --drones 3 --broker 127.0.0.1:1883 --duration 60
-  presacop sim --drones 20 --processes 2 --link-faults every=30,down=5 --json
+Real drone agents on simulated hardware, each connected to the MQTT broker through its own TCP link
+proxy that can cut the link for real (--link-faults). Exit codes as `presacop sim`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -37,7 +29,7 @@ _COLUMNS = (("violations", "violations"), ("unqualified", "unqual"), ("published
             ("link_cuts", "cuts"), ("link_bytes_up", "bytes up"))
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """SIGTERM (or SIGINT) arrived: stop the fleet cleanly and report."""
 
 
@@ -69,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=0.3, metavar="R", help="share of parked cars in violation "
                         "(default 0.3)")
     parser.add_argument("--unqualified-rate", type=_float_in("--unqualified-rate", 0, 1),
-                        default=0.01, metavar="R", help="share of violations the stub "
-                        "recognizer cannot qualify (default 0.01)")
+                        default=0.01, metavar="R", help="share of violations the "
+                        "simulated recognizer cannot qualify (default 0.01)")
     parser.add_argument("--processes", type=_int_in("--processes", 1, 64), default=1, metavar="P",
                         help="spread the drones over P processes (default 1)")
     parser.add_argument("--drain", type=_float_in("--drain", 0, 3600), default=30.0, metavar="S",
@@ -163,7 +155,19 @@ def _link_faults(text: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fly the fleet; see the module docstring for exit codes."""
+    """Fly the whole fleet in this process (`--processes` is `presacop sim`'s job)."""
+    if args.processes > 1 and not args.child:
+        print("hw_sim.cli: --processes needs `presacop sim` (python -m presacop.sim)",
+              file=sys.stderr)
+        return 2
+    with session(args):
+        return _run_fleet(args)
+
+
+@contextlib.contextmanager
+def session(args: argparse.Namespace) -> Iterator[None]:
+    """A temporary --data-dir if none was given (deleted after), logging to stderr, and SIGTERM
+    raising `Stop` (Ctrl-C raises KeyboardInterrupt), restored after."""
     temp_dir = None
     if args.data_dir is None:
         temp_dir = Path(tempfile.mkdtemp(prefix="presacop-sim-"))
@@ -173,9 +177,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, handler) for sig, handler in
                 ((signal.SIGTERM, _raise_stop), (signal.SIGINT, signal.default_int_handler))}
     try:
-        if args.processes > 1 and not args.child:
-            return _run_parent(args)
-        return _run_fleet(args)
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -184,10 +186,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
-    raise _Stop()
+    raise Stop()
 
 
-def _ignore_stop_signals() -> None:
+def ignore_stop_signals() -> None:
     """After the first Ctrl-C or SIGTERM, landing (bounded by --drain) must not be cut short:
     an exception raised in the middle of stopping agents would leave threads behind."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -213,18 +215,18 @@ def _run_fleet(args: argparse.Namespace) -> int:
     except SimError as exc:  # the fleet stopped whatever it had started
         print(f"presacop sim: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, _Stop):  # likewise
+    except (KeyboardInterrupt, Stop):  # likewise
         return 130
     interrupted = False
     try:
         _fly(fleet, args, out)
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, Stop):
         interrupted = True
-        _ignore_stop_signals()
+        ignore_stop_signals()
     finally:
         drained = _land(fleet, args, out)
     summary = _summary(fleet.stats(), _routes(fleet), fleet.events(), drained, args)
-    _report(summary, args)
+    report(summary, args)
     if interrupted:
         return 130
     return 0 if drained else 1
@@ -243,7 +245,7 @@ def _fly(fleet: Any, args: argparse.Namespace, out: IO[str]) -> None:
         if args.child:
             print(json.dumps({"live": stats}), flush=True)
         elif not args.quiet:
-            print(_live_line(stats["elapsed_s"], stats["totals"], len(stats["drones"])),
+            print(live_line(stats["elapsed_s"], stats["totals"], len(stats["drones"])),
                   file=out, flush=True)
 
 
@@ -262,111 +264,10 @@ def _routes(fleet: Any) -> dict[str, str]:
     return {drone_id: d.position.route.name for drone_id, d in fleet.drones.items()}
 
 
-# -- several processes -----------------------------------------------------------------------------
-
-
-def _run_parent(args: argparse.Namespace) -> int:
-    """Split the drones over child `presacop sim --child` processes and merge their reports."""
-    out = sys.stderr if args.json else sys.stdout
-    children: list[_Child] = []
-    share, extra = divmod(args.drones, args.processes)
-    first = args.first_index
-    for i in range(args.processes):
-        count = share + (1 if i < extra else 0)
-        if count:
-            children.append(_Child(_child_command(args, count, first)))
-            first += count
-    interrupted = False
-    try:
-        while any(c.running() for c in children):
-            time.sleep(args.interval)
-            if not args.quiet and any(c.live for c in children):
-                totals = _add_totals([c.live.get("totals", {}) for c in children])
-                drones = sum(len(c.live.get("drones", {})) for c in children)
-                elapsed = max((c.live.get("elapsed_s", 0.0) for c in children), default=0.0)
-                print(_live_line(elapsed, totals, drones), file=out, flush=True)
-    except (KeyboardInterrupt, _Stop) as exc:
-        interrupted = True
-        _ignore_stop_signals()
-        # Pass the signal on (a Ctrl-C at a terminal reached the children already; they ignore
-        # a second one while landing).
-        sig = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-        for c in children:
-            c.signal(sig)
-    codes = [c.wait() for c in children]
-    finals = [c.final for c in children]
-    if any(f is None for f in finals):
-        print("presacop sim: a child process failed (see its messages above)", file=sys.stderr)
-        return 2 if not interrupted else 130
-    summary = _merge_summaries([f for f in finals if f is not None], args)
-    _report(summary, args)
-    if interrupted:
-        return 130
-    return max(codes)
-
-
-def _child_command(args: argparse.Namespace, count: int, first: int) -> list[str]:
-    host, port = args.broker
-    cmd = [sys.executable, "-m", "hw_sim.cli", "--child",
-           "--drones", str(count), "--first-index", str(first),
-           "--broker", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-           "--duration", str(args.duration), "--seed", str(args.seed),
-           "--data-dir", str(args.data_dir), "--fps", str(args.fps),
-           "--resolution", f"{args.resolution[0]}x{args.resolution[1]}",
-           "--violation-rate", str(args.violation_rate),
-           "--unqualified-rate", str(args.unqualified_rate),
-           "--drain", str(args.drain), "--interval", str(args.interval),
-           "--log-level", args.log_level]
-    if args.link_faults is not None:
-        lf = args.link_faults
-        cmd += ["--link-faults",
-                f"every={lf.every_s},down={lf.down_s},mode={lf.mode},jitter={lf.jitter}"]
-    return cmd
-
-
-class _Child:
-    """A child fleet process; a thread reads its JSON lines (live stats, then the summary)."""
-
-    def __init__(self, command: Sequence[str]) -> None:
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.live: dict[str, Any] = {}
-        self.final: dict[str, Any] | None = None
-        self._reader = threading.Thread(target=self._read, name=f"sim-child-{self.proc.pid}",
-                                        daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "live" in msg:
-                self.live = msg["live"]
-            elif "summary" in msg:
-                self.final = msg["summary"]
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.running():
-            self.proc.send_signal(sig)
-
-    def wait(self) -> int:
-        code = self.proc.wait()
-        self._reader.join(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        return code
-
-
 # -- output ----------------------------------------------------------------------------------------
 
 
-def _live_line(elapsed: float, totals: dict[str, int], drones: int) -> str:
+def live_line(elapsed: float, totals: dict[str, int], drones: int) -> str:
     return (f"[{elapsed:6.0f}s] drones {totals.get('link_up', 0)}/{drones} linked | "
             f"frames {totals.get('captured', 0)} | violations {totals.get('violations', 0)} "
             f"(unqualified {totals.get('unqualified', 0)}) | published "
@@ -382,14 +283,14 @@ def _summary(stats: dict[str, Any], routes: dict[str, str], events: list[Any], d
                          "accepted": row.get("accepted", 0), "captured": row.get("captured", 0),
                          "telemetry": row.get("telemetry", 0), "refused": row.get("refused", 0)}
               for drone_id, row in stats["drones"].items()}
-    return {"drones": drones, "totals": _add_totals(list(drones.values())),
+    return {"drones": drones, "totals": add_totals(list(drones.values())),
             "elapsed_s": stats["elapsed_s"],
             "link_faults": sum(1 for e in events if e.action in ("cut", "stall")),
             "drained": drained,
             "seed": args.seed}
 
 
-def _add_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+def add_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for row in rows:
         for key, value in row.items():
@@ -398,18 +299,7 @@ def _add_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
-def _merge_summaries(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    drones: dict[str, Any] = {}
-    for part in parts:
-        drones.update(part["drones"])
-    return {"drones": dict(sorted(drones.items())),
-            "totals": _add_totals([p["totals"] for p in parts]),
-            "elapsed_s": max(p["elapsed_s"] for p in parts),
-            "link_faults": sum(p["link_faults"] for p in parts),
-            "drained": all(p["drained"] for p in parts), "seed": args.seed}
-
-
-def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
+def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     if args.child:
         print(json.dumps({"summary": summary}), flush=True)
     elif args.json:
@@ -440,8 +330,9 @@ def _table(summary: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m hw_sim.cli` = `presacop sim` (child processes use it)."""
-    parser = argparse.ArgumentParser(prog="presacop sim", description=__doc__)
+    """`python -m hw_sim.cli`: one fleet in this process (`presacop sim --processes` runs one per
+    part with --child)."""
+    parser = argparse.ArgumentParser(prog="python -m hw_sim.cli", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

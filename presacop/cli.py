@@ -16,8 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("presacop.stack.cli", "start, stop or inspect the local Mosquitto + Kafka stack"),
     "gateway": ("gateway.cli", "run the MQTT -> Kafka gateway service"),
     "agent": ("drone_agent.cli", "run the drone agent (camera, recognizer, outbox, MQTT)"),
-    "sim": ("hw_sim.cli", "run a fleet of simulated drones with real agents"),
-    "demo": ("hw_sim.demo", "run the whole pipeline on this machine and check nothing is lost"),
+    "sim": ("presacop.sim", "run a fleet of simulated drones with real agents"),
+    "demo": ("presacop.demo.cli", "run the whole pipeline on this machine and check nothing is lost"),
     "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),
 }
 

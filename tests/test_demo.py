@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from hw_sim import demo
+from presacop import demo
 from presacop.cli import main
 from presacop.stack import Stack, free_port
 

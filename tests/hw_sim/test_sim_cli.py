@@ -19,7 +19,7 @@ FAST = ["--fps", "4", "--resolution", "640x360", "--violation-rate", "0.5", "--i
 
 
 def sim(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hw_sim.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "presacop.sim", *args], capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
@@ -44,12 +44,12 @@ def broker(mosquitto_factory: Callable[..., Mosquitto]) -> Iterator[Mosquitto]:
 
 
 def test_help_is_the_module_docstring() -> None:
-    import hw_sim.cli
+    import presacop.sim
 
     done = sim("--help")
     assert done.returncode == 0
     assert "Run a fleet of simulated drones" in done.stdout
-    assert hw_sim.cli.__doc__ and "--link-faults" in hw_sim.cli.__doc__
+    assert presacop.sim.__doc__ and "--link-faults" in presacop.sim.__doc__
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -111,7 +111,7 @@ def test_sigterm_lands_the_fleet_and_reports(broker: Mosquitto, processes: str) 
     import signal
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hw_sim.cli", "--drones", "2", "--processes", processes,
+        [sys.executable, "-m", "presacop.sim", "--drones", "2", "--processes", processes,
          "--broker", f"{broker.host}:{broker.port}", "--duration", "0", "--json", *FAST],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
