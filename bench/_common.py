@@ -14,7 +14,6 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+
+from common.proc import ChildProcess, tail
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -71,7 +72,7 @@ class Usage:
 
 
 class Child:
-    """A subprocess we own, with its stdout read line by line on a thread.
+    """A subprocess we own (`common.proc.ChildProcess`), with its stdout read line by line.
 
     `expect(prefix)` waits for a line; `send(line)` writes one to its stdin; `stop()` ends it by
     PID (SIGTERM, then SIGKILL) and never touches anything else. Raises `BenchError` when the
@@ -82,26 +83,19 @@ class Child:
                  env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.name = name
         self.log = log
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._log_file = log.open("ab")
-        out = stdout if stdout is not None else subprocess.PIPE
-        self.proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=out,
-                                     stderr=self._log_file, env=env, cwd=cwd)
-        self._reader: threading.Thread | None = None
-        if stdout is None:
-            self._reader = threading.Thread(target=self._read, name=f"bench-read-{name}",
-                                            daemon=True)
-            self._reader.start()
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.process = ChildProcess(cmd, name=name, log=log, stdout=stdout,
+                                    on_line=self._lines.put if stdout is None else None,
+                                    stdin=True, env=env, cwd=cwd).start()
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        assert self.process.pid is not None
+        return self.process.pid
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self._lines.put(raw.decode(errors="replace").rstrip("\n"))
-        self._lines.put(None)
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
 
     def expect(self, prefix: str, timeout: float) -> str:
         """The next stdout line starting with `prefix` (other lines are skipped)."""
@@ -114,21 +108,22 @@ class Child:
             try:
                 line = self._lines.get(timeout=min(left, 0.5))
             except queue.Empty:
+                if self.process.lines_done() and self._lines.empty():
+                    raise BenchError(f"{self.name} exited ({self.process.wait()}) before "
+                                     f"{prefix!r}; log {self.log}:\n{tail(self.log)}") from None
                 continue
-            if line is None:
-                raise BenchError(f"{self.name} exited ({self.proc.wait()}) before {prefix!r}; "
-                                 f"log {self.log}:\n{tail(self.log)}")
             if line.startswith(prefix):
                 return line[len(prefix):].strip()
 
     def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.write(line.encode() + b"\n")
-            self.proc.stdin.flush()
+        self.process.send(line)
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.process.running()
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit code once it ends; raises `common.proc.ProcessError` after `timeout` s."""
+        return self.process.wait(timeout)
 
     def usage(self, since_cpu: float = 0.0) -> Usage:
         """CPU seconds since `since_cpu` (a `cpu_seconds` reading) and the peak RSS so far."""
@@ -136,30 +131,7 @@ class Child:
 
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
         """End the process (`sig`, then SIGKILL after `timeout`) and return its exit code."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        if self._reader is not None:
-            self._reader.join(5)
-        self._log_file.close()
-        return self.proc.returncode
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+        return self.process.stop(timeout, sig=sig)
 
 
 def python_cmd(script: str, *args: str) -> list[str]:

@@ -292,7 +292,7 @@ def bench_rss(work: Path, host: str, port: int, seconds: float, fps: float) -> d
         sampled, start = 0, time.monotonic()
         while time.monotonic() - start < seconds:
             if not child.alive():
-                raise BenchError(f"agent exited early ({child.proc.returncode}); log {child.log}")
+                raise BenchError(f"agent exited early ({child.returncode}); log {child.log}")
             with contextlib.suppress(psutil.Error):
                 sampled = max(sampled, psutil.Process(child.pid).memory_info().rss)
             time.sleep(0.2)

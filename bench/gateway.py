@@ -498,7 +498,7 @@ class Bench:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             with contextlib.suppress(Exception):
-                bridge.proc.wait(60)
+                bridge.wait(60)
         return self.release(bridge, timeout=30)
 
     @staticmethod
@@ -609,17 +609,18 @@ class Bench:
 
     def gateway_toml(self, client_id: str, share_group: str, topics: Any, metrics_port: int,
                      backend: str = "kafka-python") -> str:
-        return "\n".join([
-            "[mqtt]", f'host = "{self.mqtt_host}"', f"port = {self.mqtt_port}",
-            f'client_id = "{client_id}"', f'share_group = "{share_group}"',
-            "session_expiry_s = 300",
-            "[kafka]", f'bootstrap_servers = "{self.bootstrap}"', f"partitions = {PARTITIONS}",
-            f'backend = "{backend}"',
-            "[kafka.topics]", f'telemetry = "{topics.telemetry}"',
-            f'violations = "{topics.violations}"', f'alerts = "{topics.alerts}"',
-            f'deadletter = "{topics.deadletter}"',
-            "[metrics]", f'address = "127.0.0.1:{metrics_port}"',
-            "[log]", 'format = "json"', 'level = "INFO"', ""])
+        from gateway.config import to_toml
+
+        return to_toml({
+            "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port, "client_id": client_id,
+                     "share_group": share_group, "session_expiry_s": 300},
+            "kafka": {"bootstrap_servers": self.bootstrap, "partitions": PARTITIONS,
+                      "backend": backend,
+                      "topics": {"telemetry": topics.telemetry, "violations": topics.violations,
+                                 "alerts": topics.alerts, "deadletter": topics.deadletter}},
+            "metrics": {"address": f"127.0.0.1:{metrics_port}"},
+            "log": {"format": "json", "level": "INFO"},
+        }, source="the bench's gateway config")
 
     def grandchild(self, c: Child, timeout: float = 30.0) -> int:
         """The PID of the process py-spy started (the gateway)."""
@@ -752,7 +753,7 @@ class Bench:
         # Subscribe once and leave (-E): the persistent session (-c) queues from now on, so the
         # counting client below misses nothing whenever it is connected.
         prime = self.child(f"{client_id}-prime", [*base, "-E"])
-        if prime.proc.wait(30) != 0:
+        if prime.wait(30) != 0:
             raise BenchError(f"mosquitto_sub -E failed; log {prime.log}")
         self.release(prime)
         out_path = self.dir / f"{client_id}.out"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 import protocol
+from common.proc import ChildProcess
 from presacop.stack import free_port
 
 with warnings.catch_warnings():
@@ -220,23 +220,21 @@ class GatewayProc:
     mqtt_port: int
     client_id: str
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: ChildProcess | None = None
 
     def start(self) -> GatewayProc:
-        env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it; closed in wait()
-        self.proc = subprocess.Popen([PRESACOP, "gateway", "--config", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
+        self.proc = ChildProcess([PRESACOP, "gateway", "--config", str(self.config_path)],
+                                 name="gateway", log=self.log_path,
+                                 env={**os.environ, **self.env}).start()
         return self
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
+        assert self.proc is not None and self.proc.pid is not None
         return self.proc.pid
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.running()
 
     def health(self) -> tuple[int, dict[str, Any]]:
         url = f"http://127.0.0.1:{self.metrics_port}/healthz"
@@ -275,23 +273,19 @@ class GatewayProc:
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye."""
         assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(30)
+        self.proc.kill(30)
 
     def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for the exit (the drain); its exit code."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        assert code is not None
+        return code
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
+        if self.proc is not None:
+            self.proc.stop(60, kill_timeout=30)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
