@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports
+from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports, running_stack
 from presacop.stack.s3proxy import S3Proxy
 
 # Test brokers get a smaller heap than `presacop stack up`: several may run at once on 2 cores.
@@ -69,13 +69,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A real Mosquitto + Kafka for the whole session: .mqtt_host .mqtt_port .kafka_bootstrap."""
-    state = tmp_path_factory.mktemp("stack")
-    running = Stack(state, *free_ports(3), kafka_heap=TEST_KAFKA_HEAP)
-    try:
-        running.start()
+    with running_stack(tmp_path_factory.mktemp("stack"), kafka_heap=TEST_KAFKA_HEAP) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
