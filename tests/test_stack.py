@@ -282,17 +282,3 @@ def test_status_without_a_stack_says_not_running(tmp_path: Path) -> None:
     result = presacop_stack("status", "--state-dir", str(tmp_path / "none"))
     assert result.returncode == 3
     assert "not running" in result.stdout
-
-
-def test_maven_pom_names_each_coordinate_and_refuses_a_malformed_one() -> None:
-    import pytest
-
-    from presacop.stack import StackError, maven
-
-    text = maven.pom("s3proxy", "2.1", ["org.gaul:s3proxy:2.1.0", "a.b:c:1"])
-    assert "<artifactId>s3proxy-runtime</artifactId><version>2.1</version>" in text
-    assert ("<groupId>org.gaul</groupId><artifactId>s3proxy</artifactId>\n"
-            "      <version>2.1.0</version>") in text
-    assert "<groupId>a.b</groupId><artifactId>c</artifactId>" in text
-    with pytest.raises(StackError, match=r"'org\.gaul:s3proxy' is not group:artifact:version"):
-        maven.pom("x", "1", ["org.gaul:s3proxy"])

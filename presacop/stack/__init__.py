@@ -11,7 +11,7 @@ Modules, one concern each:
     service    Service: a broker process owned through a PID file (common.proc.ChildProcess)
     mosquitto  Mosquitto and its generated config
     kafka      Kafka (KRaft, one node), ensure_kafka_classpath
-    maven      resolve(name, version, *coords) -> classpath: jars into ~/.cache/presacop once
+    maven      resolve(name, version, *coords) -> classpath (common.maven, with the errors below)
     probes     mqtt_round_trip, kafka_round_trip
     stack      Stack (both brokers, recorded in stack.json), running_stack
     cli        `presacop stack up|down|status`

@@ -1,114 +1,20 @@
-"""Jars resolved by Maven into a cache outside the repository, once, and reused as a classpath.
-
-`resolve(name, version, *coords)` writes a small POM naming the artifacts, runs
-`mvn dependency:build-classpath` under a file lock (several test sessions may ask at once: one
-resolves, the others wait and reuse) and returns the classpath. The result is cached in
-`<cache>/<name>-<version>/` with a stamp of the POM, so a changed artifact list resolves again and
-nothing is downloaded at run time once the cache is warm. Kafka, s3proxy and Spark all come
-through here; `scripts/bootstrap` prefetches what the stack needs.
+"""The stack's jars (Kafka, s3proxy): `common.maven` with its errors as the stack's own.
 
 Raises: `MissingToolError` (no mvn or java), `StackError` (resolution failed, with mvn's output).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import shutil
-import subprocess
-from collections.abc import Sequence
-from pathlib import Path
-
+from common import maven
+from common.maven import cache_dir, pom  # noqa: F401  (re-exported: the stack's cache and POM)
 from presacop.stack.errors import MissingToolError, StackError
-
-_POM_HEAD = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>presacop</groupId><artifactId>{name}-runtime</artifactId><version>{version}</version>
-  <dependencies>
-"""
-_POM_DEPENDENCY = """    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>
-      <version>{version}</version></dependency>
-"""
-_POM_TAIL = """  </dependencies>
-</project>
-"""
-
-
-def cache_dir() -> Path:
-    """Where resolved artefacts live, outside the repository: $PRESACOP_CACHE_DIR or XDG cache."""
-    env = os.environ.get("PRESACOP_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "presacop"
-
-
-def pom(name: str, version: str, coords: Sequence[str]) -> str:
-    """The POM that resolves `coords` ("group:artifact:version" each). Raises StackError for a
-    malformed coordinate."""
-    deps = []
-    for coord in coords:
-        parts = coord.split(":")
-        if len(parts) != 3 or not all(parts):
-            raise StackError(f"Maven coordinate {coord!r} is not group:artifact:version")
-        group, artifact, dep_version = parts
-        deps.append(_POM_DEPENDENCY.format(group=group, artifact=artifact, version=dep_version))
-    return _POM_HEAD.format(name=name, version=version) + "".join(deps) + _POM_TAIL
-
-
-def require_tools(*tools: str) -> None:
-    """Raise MissingToolError naming the packages to install if one of `tools` is missing."""
-    for tool in tools:
-        if shutil.which(tool) is None:
-            raise MissingToolError(
-                f"{tool} is not installed; run: "
-                "sudo apt-get install -y openjdk-17-jre-headless maven"
-            )
 
 
 def resolve(name: str, version: str, *coords: str) -> str:
-    """The JVM classpath of `coords` (and their dependencies), resolved with mvn into
-    `<cache>/<name>-<version>/` the first time. Raises MissingToolError or StackError."""
-    require_tools("java", "mvn")
-    text = pom(name, version, coords)
-    directory = cache_dir() / f"{name}-{version}"
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = hashlib.sha256(text.encode()).hexdigest()[:16]
-    cp_file = directory / "classpath.txt"
-    with (directory / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cached = _cached_classpath(directory, stamp)
-        if cached is not None:
-            return cached
-        (directory / "pom.xml").write_text(text)
-        result = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(directory / "pom.xml"), "dependency:build-classpath",
-             f"-Dmdep.outputFile={cp_file}"],
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0 or not cp_file.exists():
-            raise StackError(
-                f"mvn could not resolve {name} {version} (exit {result.returncode}):\n"
-                f"{(result.stdout + result.stderr)[-3000:]}"
-            )
-        (directory / "stamp").write_text(stamp)
-        classpath = cp_file.read_text().strip()
-        if not _jars_exist(classpath):
-            raise StackError(f"mvn reported a classpath with missing jars: {cp_file}")
-        return classpath
-
-
-def _cached_classpath(directory: Path, stamp: str) -> str | None:
+    """The classpath of `coords`, resolved once into the cache (see `common.maven.resolve`)."""
     try:
-        if (directory / "stamp").read_text() != stamp:
-            return None
-        classpath = (directory / "classpath.txt").read_text().strip()
-    except OSError:
-        return None
-    return classpath if _jars_exist(classpath) else None
-
-
-def _jars_exist(classpath: str) -> bool:
-    jars = [j for j in classpath.split(os.pathsep) if j]
-    return bool(jars) and all(Path(j).is_file() for j in jars)
+        return maven.resolve(name, version, *coords)
+    except maven.MissingToolError as exc:
+        raise MissingToolError(str(exc)) from exc
+    except maven.MavenError as exc:
+        raise StackError(str(exc)) from exc
