@@ -34,6 +34,11 @@ ENVELOPE_FIELDS = (
     "message_id", "kind", "record_version", "received_ms", "gateway_id", "delay_ms",
     "clock_suspect", "retained",
 )
+# Added to violation records only: who set the code and which revision of the violation this is
+# (the officer console writes revisions >= 1; the current state is the highest revision).
+VIOLATION_FIELDS = ("code_status", "revision")
+# code_status: the drone's code or pending an officer (revision 0), officer-set or -changed (>= 1).
+CODE_STATUSES = ("drone", "pending", "officer_set", "officer_changed")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
     value["delay_ms"] = received - header.time_ms
     value["clock_suspect"] = clock_suspect(msg, received, max_skew_ms)
     value["retained"] = receipt.retained
+    if kind == "violation":
+        value["code_status"] = "pending" if value["code"] is None else "drone"
+        value["revision"] = 0
     return OutRecord(topic, header.drone_id.encode(), _dumps(value), _headers(kind, mid), kind)
 
 
@@ -130,12 +138,53 @@ def resolved_alert(open_alert: Mapping[str, Any], code: int, officer: str,
     """
     if open_alert.get("state") != "open":
         raise ValueError(f"alert {open_alert.get('alert_id')} is not open")
-    if code not in protocol.VIOLATION_CODES:
-        raise ValueError(f"unknown violation code {code}")
+    _check_code(code)
     resolved = dict(open_alert)
     resolved.update(state="resolved", code=code, code_set_by="officer", officer=officer,
-                    updated_ms=now_ms)
+                    updated_ms=now_ms, decided_ms=now_ms)
     return resolved
+
+
+def corrected_violation(current: Mapping[str, Any], code: int, officer: str,
+                        now_ms: int) -> dict[str, Any]:
+    """The next revision of a violation whose code an officer set or changed.
+
+    `current` is the violation's latest revision (the gateway's record is revision 0). The copy
+    keeps every field and gets `code`, `qualified`, `code_status` ("officer_set" when the drone
+    left it unqualified, else "officer_changed"), `original_code` (the drone's code, null when
+    it had none), `officer`, `decided_ms` and `revision` + 1. Raises ValueError if `code` is not
+    a known violation code or is the code the violation already has.
+    """
+    _check_code(code)
+    if current.get("code") == code:
+        raise ValueError(f"violation {current.get('message_id')} already has code {code}")
+    revision = int(current.get("revision") or 0)
+    first = "original_code" not in current  # the drone's own record, or an older gateway's
+    original = current.get("code") if first else current["original_code"]
+    status = "officer_set" if original is None else "officer_changed"
+    corrected = dict(current)
+    corrected.update(code=code, qualified=True, code_status=status, original_code=original,
+                     officer=officer, decided_ms=now_ms, revision=revision + 1)
+    return corrected
+
+
+def revision_record(violation: Mapping[str, Any], topic: str) -> OutRecord:
+    """The OutRecord of a corrected violation: keyed by drone id, `revision` header added."""
+    mid = violation["message_id"]
+    headers = (*_headers("violation", mid), ("revision", str(violation["revision"]).encode()))
+    return OutRecord(topic, violation["drone_id"].encode(), _dumps(violation), headers,
+                     "violation")
+
+
+def alert_state_record(alert: Mapping[str, Any], topic: str) -> OutRecord:
+    """The OutRecord of an alert's next state (e.g. `resolved_alert`): keyed by alert id."""
+    return OutRecord(topic, alert["alert_id"].encode(), _dumps(alert),
+                     _headers("alert", alert["message_id"]), "alert")
+
+
+def _check_code(code: int) -> None:
+    if isinstance(code, bool) or code not in protocol.VIOLATION_CODES:
+        raise ValueError(f"unknown violation code {code}")
 
 
 def dead_letter_record(reason: str, detail: str, payload: bytes, topic: str,

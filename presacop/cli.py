@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("gateway.cli", "run the MQTT -> Kafka gateway service"),
     "agent": ("drone_agent.cli", "run the drone agent (camera, recognizer, outbox, MQTT)"),
     "sim": ("presacop.sim", "run a fleet of simulated drones with real agents"),
+    "review": ("backoffice.review.cli", "the officer console: serve it, manage its accounts"),
     "demo": ("presacop.demo.cli",
              "run the whole pipeline on this machine and check nothing is lost"),
     "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),

@@ -124,6 +124,7 @@ def test_kafka_records_doc_lists_every_field():
     from gateway import records
 
     built.append(records.resolved_alert(built[2], 21, officer="o", now_ms=2))
+    built.append(records.corrected_violation(built[1], 21, officer="o", now_ms=2))
     fields = {k for value in built for k in value}
     assert fields - documented == set()
     for code in protocol.ERROR_CODES:

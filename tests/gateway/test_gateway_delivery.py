@@ -57,7 +57,8 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
     for rec, msg in zip(sorted(tel + vio, key=lambda r: r.value["seq"]), msgs, strict=True):
         expected = protocol.to_json(msg)
         assert {k: rec.value[k] for k in expected} == expected  # the protocol's JSON, unchanged
-        assert set(rec.value) == set(expected) | set(records.ENVELOPE_FIELDS)
+        extra = records.VIOLATION_FIELDS if expected["kind"] == "violation" else ()
+        assert set(rec.value) == set(expected) | set(records.ENVELOPE_FIELDS) | set(extra)
         assert rec.key == drone.encode()
         assert rec.partition == _java_partition(rec.key)  # the same on both backends
         assert rec.headers["content-type"] == b"application/json"
@@ -70,6 +71,8 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
         assert rec.value["retained"] is False
         assert 0 <= rec.value["received_ms"] - msg.header.time_ms == rec.value["delay_ms"]
     assert {r.value["kind"] for r in tel} == {"telemetry", "status"}
+    assert [(r.value["code_status"], r.value["revision"]) for r in
+            sorted(vio, key=lambda r: r.value["seq"])] == [("drone", 0), ("pending", 0)]
 
     # The unqualified violation (seq 3) raised exactly one open alert; the qualified one none.
     assert len(alerts) == 1
@@ -259,36 +262,3 @@ def test_systemd_notifications(stack, gateway_factory, tmp_path):
             while True:
                 rest.append(server.recv(1000).decode())
         assert any(m.startswith("STOPPING=1") for m in rest), rest
-
-
-def test_review_step_resolves_an_open_alert(stack, gateway_factory, publisher_factory):
-    topics = topic_names(unique("rev"))
-    drone = unique("rev-")
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone).start()
-    gw.wait_ready()
-    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
-    pub.send(violation(drone, 1, code=None))
-    pub.send(violation(drone, 2, code=None))
-    pub.flush()
-    read_topic(stack.kafka_bootstrap, topics["alerts"], until=lambda rs: len(rs) >= 2)
-
-    def review(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gateway.review", "--config",
-                               str(gw.config_path), *args], capture_output=True, text=True,
-                              timeout=120)
-
-    aid = records.alert_id(f"{drone}:1")
-    opened = [json.loads(line) for line in review("list").stdout.splitlines()]
-    assert {a["alert_id"] for a in opened} == {aid, records.alert_id(f"{drone}:2")}
-    done = review("resolve", aid, "21", "--officer", "PO-1234")
-    assert done.returncode == 0, done.stderr
-    assert review("resolve", aid, "21", "--officer", "PO-1234").returncode == 1  # not open now
-    assert review("resolve", records.alert_id(f"{drone}:2"), "999999",
-                  "--officer", "x").returncode == 1  # not a DOF code
-    states = read_topic(stack.kafka_bootstrap, topics["alerts"], until=lambda rs: len(rs) >= 3)
-    resolved = [r for r in states if r.value["state"] == "resolved"]
-    assert len(resolved) == 1 and resolved[0].key == aid.encode()
-    v = resolved[0].value
-    assert (v["code"], v["code_set_by"], v["officer"]) == (21, "officer", "PO-1234")
-    assert [a["alert_id"] for a in map(json.loads, review("list").stdout.splitlines())] == \
-        [records.alert_id(f"{drone}:2")]
