@@ -29,7 +29,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from presacop.stack import Mosquitto, free_ports
+from tests.support import wait_until
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 SHIPPED_CONF = DEPLOY / "presacop.conf"
 SHIPPED_ACL = DEPLOY / "presacop.acl"
+SHIPPED_GATEWAY_ACL = DEPLOY / "presacop-gateway.acl"
 
 DRONES = {"drone-a": "pw-a", "drone-b": "pw-b"}
 GATEWAYS = {"presacop-gateway": "pw-gateway"}
@@ -91,15 +92,6 @@ def rewrite(text: str, key: str, shipped: str, ours: str, times: int = 1) -> str
     return new
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 # -- the broker ----------------------------------------------------------------------------------
 
 
@@ -119,6 +111,9 @@ class ShippedMosquitto(Mosquitto):
         self.ca = certs / "ca.pem"
         self.drop_in = self.state_dir / "conf.d" / "presacop.conf"
         self.db_path = self.state_dir / "mosquitto.db"
+        # (shipped text, replacement) pairs a test applies on top, e.g. the documented mutual-TLS
+        # lines; each shipped text must occur exactly once.
+        self.extra_rewrites: list[tuple[str, str]] = []
 
     def listen_ports(self) -> list[int]:
         return [self.port, self.gateway_port]
@@ -138,9 +133,14 @@ class ShippedMosquitto(Mosquitto):
         for name in ("presacop-drones.passwd", "presacop-gateways.passwd"):
             text = rewrite(text, "password_file", f"/etc/mosquitto/{name}",
                            str(self.passwd_dir / name))
-        text = rewrite(text, "acl_file", "/etc/mosquitto/presacop.acl", str(SHIPPED_ACL), times=2)
+        text = rewrite(text, "acl_file", "/etc/mosquitto/presacop.acl", str(SHIPPED_ACL))
+        text = rewrite(text, "acl_file", "/etc/mosquitto/presacop-gateway.acl",
+                       str(SHIPPED_GATEWAY_ACL))
         text = rewrite(text, "listener", "8883", f"{self.port} 127.0.0.1")
-        text = rewrite(text, "listener", "8884", f"{self.gateway_port} 127.0.0.1")
+        text = rewrite(text, "listener", "8884 127.0.0.1", f"{self.gateway_port} 127.0.0.1")
+        for old, new in self.extra_rewrites:
+            assert text.count(old) == 1, f"expected one {old!r} in the drop-in"
+            text = text.replace(old, new)
         for key, name in (("cafile", "ca.pem"), ("certfile", "server.pem"),
                           ("keyfile", "server.key")):
             text = rewrite(text, key, f"/etc/mosquitto/certs/{name}", str(self.certs / name),
@@ -166,7 +166,7 @@ class ShippedMosquitto(Mosquitto):
     def sync_disconnect(self, client_id: str) -> None:
         """Wait until the broker has handled `client_id`'s DISCONNECT."""
         line = f"Client {client_id} disconnected."
-        assert wait_until(lambda: line in self.log()), f"broker never logged {line!r}"
+        wait_until(lambda: line in self.log(), TIMEOUT, f"the broker to log {line!r}")
 
     def sync_point(self, client_id: str, times: int = 1) -> None:
         """Wait until the broker has handled the loss of `client_id`'s `times`-th connection.
@@ -175,8 +175,8 @@ class ShippedMosquitto(Mosquitto):
         that then sends (or, refused by the ACL, drops) the client's last will. So once the line is
         in the log, a message published afterwards reaches a subscriber after that will would."""
         line = f"Client {client_id} closed its connection."
-        assert wait_until(lambda: self.log().count(line) >= times), \
-            f"broker never logged {line!r} {times} times"
+        wait_until(lambda: self.log().count(line) >= times, TIMEOUT,
+                   f"the broker to log {line!r} {times} times")
 
 
 # -- an MQTT 5 client whose broker answers the test can wait on -----------------------------------
@@ -189,8 +189,10 @@ class Peer:
                  client_id: str, *,
                  password: str | None = None, will: tuple[str, bytes] | None = None,
                  clean_start: bool = True, session_expiry: int = 0,
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, cert: tuple[Path, Path] | None = None) -> None:
         self.client_id = client_id
+        self.connack_properties: Any = None
+        self.disconnect_reason: ReasonCode | None = None
         self.timeout = timeout
         self._cond = threading.Condition()
         self._connack: ReasonCode | None = None
@@ -200,7 +202,8 @@ class Peer:
         self.messages: list[tuple[str, bytes]] = []
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5, reconnect_on_failure=False)
-        client.tls_set(ca_certs=str(broker.ca))
+        client.tls_set(ca_certs=str(broker.ca), certfile=str(cert[0]) if cert else None,
+                       keyfile=str(cert[1]) if cert else None)
         if username is not None:
             client.username_pw_set(username, PASSWORDS[username] if password is None else password)
         if will is not None:
@@ -209,6 +212,7 @@ class Peer:
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
         self._client = client
@@ -221,9 +225,10 @@ class Peer:
         client.loop_start()
 
     # paho callbacks, on paho's thread
-    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         with self._cond:
             self._connack = reason
+            self.connack_properties = props
             self.session_present = bool(flags.session_present)
             self._cond.notify_all()
 
@@ -237,6 +242,17 @@ class Peer:
         with self._cond:
             self.subacks[mid] = reasons
             self._cond.notify_all()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        with self._cond:
+            self.disconnect_reason = reason
+            self._cond.notify_all()
+
+    def wait_disconnected(self) -> ReasonCode:
+        """The reason of the connection's end (the broker's DISCONNECT, or a lost socket)."""
+        self._wait(lambda: self.disconnect_reason is not None, "disconnect")
+        assert self.disconnect_reason is not None
+        return self.disconnect_reason
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
@@ -256,10 +272,15 @@ class Peer:
 
     def publish(self, name: str, payload: bytes, retain: bool = False) -> ReasonCode:
         """Publish at QoS 1 and return the PUBACK's reason code."""
-        info = self._client.publish(name, payload, qos=1, retain=retain)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS, f"publish not sent: {info.rc}"
+        info = self.publish_nowait(name, payload, retain)
         self._wait(lambda: info.mid in self.pubacks, f"PUBACK for {name}")
         return self.pubacks[info.mid]
+
+    def publish_nowait(self, name: str, payload: bytes, retain: bool = False) -> Any:
+        """Send a QoS 1 PUBLISH without waiting for its PUBACK; paho's MQTTMessageInfo."""
+        info = self._client.publish(name, payload, qos=1, retain=retain)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS, f"publish not sent: {info.rc}"
+        return info
 
     def subscribe(self, name: str) -> list[ReasonCode]:
         """Subscribe at QoS 1 and return the SUBACK's reason codes."""
@@ -370,7 +391,7 @@ def test_shipped_config_runs_under_debians_main_config(broker: ShippedMosquitto)
     assert ports == {str(broker.port), str(broker.gateway_port)}, log
     # autosave_interval 5: a snapshot appears while the broker runs (Debian's default is 1800 s),
     # in Debian's persistence_location, which the drop-in does not repeat.
-    assert wait_until(broker.db_path.exists, timeout=20), "no persistence snapshot within 20 s"
+    wait_until(broker.db_path.exists, 20, "the broker's persistence snapshot")
 
 
 def test_queue_limits_keep_more_than_mosquittos_default_1000_for_an_absent_gateway(
@@ -511,7 +532,8 @@ def test_gateways_share_the_subscription_each_under_its_own_client_id(
     drone = connect("drone-a")
     for i in range(count):
         assert drone.publish(topic("drone-a", "telemetry"), b"%d" % i).value == SUCCESS
-    assert wait_until(lambda: sum(len(gw.payloads()) for gw in gateways) >= count)
+    wait_until(lambda: sum(len(gw.payloads()) for gw in gateways) >= count, TIMEOUT,
+               f"{count} messages across the two gateways")
     shares = [gw.payloads() for gw in gateways]
     assert all(shares), shares  # both take part ...
     assert sorted(shares[0] + shares[1], key=int) == [b"%d" % i for i in range(count)]  # ... once
@@ -537,7 +559,8 @@ def test_a_drone_added_with_mosquitto_passwd_logs_in_after_a_reload(
     os.kill(broker.pid, signal.SIGHUP)  # systemctl reload mosquitto
     # Mosquitto logs this and rereads the files in one pass of its single-threaded loop, before
     # it reads a CONNECT sent after the line appeared.
-    assert wait_until(lambda: "Reloading config." in broker.log())
+    wait_until(lambda: "Reloading config." in broker.log(), TIMEOUT,
+               "the broker to log 'Reloading config.'")
     drone_c = connect("drone-c", password="pw-c")
     assert drone_c.connack().value == SUCCESS
     # The ACL's pattern lines cover the new drone: accepted (no gateway here to receive it).
