@@ -17,15 +17,17 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from presacop.stack import Kafka, Mosquitto, Stack, free_port, free_ports, running_stack
 from presacop.stack.s3proxy import S3Proxy
+from presacop.stack.service import Service
 
 # Test brokers get a smaller heap than `presacop stack up`: several may run at once on 2 cores.
 TEST_KAFKA_HEAP = "512m"
+S = TypeVar("S", bound=Service)
 _PREVIOUS_SIGTERM = pytest.StashKey[Any]()
 
 
@@ -73,13 +75,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture
-def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """factory(port=None, **kwargs) -> a started private Mosquitto you may stop/kill/restart."""
-    started: list[Mosquitto] = []
+def _started(make: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    """A factory of started brokers (`make(n, ...)` builds the n-th); all stopped at the end,
+    also one whose start failed half-way."""
+    started: list[S] = []
 
-    def factory(port: int | None = None, **kwargs: Any) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"mosquitto-{len(started)}", port or free_port(), **kwargs)
+    def factory(*args: Any, **kwargs: Any) -> S:
+        broker = make(len(started), *args, **kwargs)
         started.append(broker)
         broker.start()
         return broker
@@ -89,26 +91,25 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     finally:
         for broker in started:
             broker.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """factory(port=None, **kwargs) -> a started private Mosquitto you may stop/kill/restart."""
+    def make(n: int, port: int | None = None, **kwargs: Any) -> Mosquitto:
+        return Mosquitto(tmp_path / f"mosquitto-{n}", port or free_port(), **kwargs)
+
+    yield from _started(make)
 
 
 @pytest.fixture
 def kafka_factory(tmp_path: Path) -> Iterator[Callable[..., Kafka]]:
     """factory(**kwargs) -> a started private Kafka (free ports, 512 MB heap) you may stop/kill."""
-    started: list[Kafka] = []
-
-    def factory(**kwargs: Any) -> Kafka:
-        port, controller = free_ports(2)
+    def make(n: int, **kwargs: Any) -> Kafka:
         kwargs.setdefault("heap", TEST_KAFKA_HEAP)
-        broker = Kafka(tmp_path / f"kafka-{len(started)}", port, controller, **kwargs)
-        started.append(broker)
-        broker.start()
-        return broker
+        return Kafka(tmp_path / f"kafka-{n}", *free_ports(2), **kwargs)
 
-    try:
-        yield factory
-    finally:
-        for broker in started:
-            broker.stop()
+    yield from _started(make)
 
 
 @pytest.fixture
