@@ -45,6 +45,7 @@ from drone_agent.outbox import Outbox
 from drone_agent.publisher import Publisher
 from drone_agent.recognizer import PlateRead, Recognizer
 from drone_agent.timesource import TimeSourceDetector
+from drone_agent.uploader import Uploader
 from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, topic
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Agent:
         self.outbox: Outbox | None = None
         self.evidence: EvidenceStore | None = None
         self.publisher: Publisher | None = None
+        self.uploader: Uploader | None = None
         self._slot = LatestFrame()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -129,10 +131,18 @@ class Agent:
         self.evidence = EvidenceStore(self.data_dir / "evidence",
                                       quota_bytes=cfg.evidence.quota_bytes,
                                       min_free_bytes=cfg.evidence.min_free_bytes,
-                                      referenced=self.outbox.referenced_evidence)
+                                      referenced=self._kept_evidence)
+        ev = cfg.evidence
+        if ev.upload != "none":
+            self.uploader = Uploader(
+                self.data_dir / "uploads.sqlite3", cfg.drone_id, file_for=self.evidence.path,
+                delete=self.evidence.remove, policy=ev.upload, chunk_size=ev.chunk_size,
+                window=ev.upload_window, budget_bps=ev.upload_budget_bps)
+            self.uploader.sweep()
         self.publisher = Publisher(cfg.mqtt, cfg.drone_id, self.outbox,
                                    make_status=self._status_payload,
-                                   topic_for=lambda kind: topic(cfg.drone_id, Kind(kind)))
+                                   topic_for=lambda kind: topic(cfg.drone_id, Kind(kind)),
+                                   uploader=self.uploader)
         self._last_frame_at = time.monotonic()
         log.info("agent %s starting: outbox %d queued (next seq %d), evidence %d files",
                  cfg.drone_id, self.outbox.depth, self.outbox.next_seq, self.evidence.count)
@@ -165,6 +175,8 @@ class Agent:
             self._close_quietly(source)
         if self.outbox is not None and not stuck:
             self.outbox.close()
+            if self.uploader is not None:
+                self.uploader.close()
         self._threads = []
 
     def __enter__(self) -> Agent:
@@ -199,6 +211,9 @@ class Agent:
         out["evidence_evicted"] = ev.evicted if ev else 0
         out["evidence_refused"] = ev.refused if ev else 0
         out["evidence_files"] = ev.count if ev else 0
+        out["evidence_uploaded"] = ev.uploaded if ev else 0
+        if self.uploader is not None:
+            out.update(self.uploader.stats())
         live = ob is not None and not self._stopped
         out["flags"] = int(self._flags(self._last_fix, self._last_power) if live
                            else self._last_flags)
@@ -282,8 +297,11 @@ class Agent:
         ident, pinned = self._store_evidence(frame)
         try:
             for read in reads:
-                if self._queue_violation(frame, read, ident):
+                seq = self._queue_violation(frame, read, ident)
+                if seq is not None:
                     self.dedupe.emitted((messages.normalise_plate(read.text), read.code), now)
+                    if pinned:
+                        self._queue_upload(ident, seq, read.code is not None)
         finally:
             if pinned and self.evidence is not None:
                 self.evidence.unpin(ident)
@@ -307,7 +325,24 @@ class Agent:
             log.error("cannot write evidence for frame %d: %s", frame.index, exc)
             return evidence_id(jpeg), False
 
-    def _queue_violation(self, frame: Frame, read: PlateRead, ident: str) -> bool:
+    def _queue_upload(self, ident: str, seq: int, qualified: bool) -> None:
+        """Queue the evidence's upload (durably) if the policy wants it. A failure is logged and
+        counted: the violation is out, and its file stays on disk under the quota rules."""
+        if self.uploader is None or self.evidence is None or not self.uploader.wanted(qualified):
+            return
+        try:
+            self.uploader.enqueue(ident, seq, self.evidence.path(ident).read_bytes())
+        except (OSError, OutboxError) as exc:
+            self._count("evidence_errors")
+            log.error("cannot queue the upload of evidence %s: %s", ident, exc)
+
+    def _kept_evidence(self) -> set[str]:
+        """Evidence the quota may not evict: named by an undelivered violation or not yet
+        confirmed by the back office."""
+        kept = self.outbox.referenced_evidence() if self.outbox is not None else set()
+        return kept | (self.uploader.unconfirmed() if self.uploader is not None else set())
+
+    def _queue_violation(self, frame: Frame, read: PlateRead, ident: str) -> int | None:
         assert self.outbox is not None
         fix = self._fix()
         where = fix or self._last_fix
@@ -326,20 +361,20 @@ class Agent:
             self._outbox_full_latched = True
             self._full_events += 1
             log.error("VIOLATION REFUSED (plate %s, code %s): %s", read.text, read.code, exc)
-            return False
+            return None
         except OutboxError as exc:
             self._count("outbox_errors")
             self._outbox_full_latched = True
             self._full_events += 1
             log.error("VIOLATION NOT RECORDED (plate %s, code %s): %s", read.text, read.code, exc)
-            return False
+            return None
         except LocalProtocolError as exc:
             self._count("invalid_reads")
             log.error("recognizer read cannot be sent (%s): %r", exc, read)
-            return False
+            return None
         self._count("violations")
         log.info("violation seq=%s plate=%s code=%s evidence=%s", seq, read.text, read.code, ident)
-        return True
+        return seq
 
     # -- telemetry ----------------------------------------------------------------------------
 

@@ -125,6 +125,16 @@ class EvidenceConfig:
                                 check=_non_negative)
     jpeg_quality: int = field(85, doc="JPEG quality (OpenCV IMWRITE_JPEG_QUALITY).",
                               check=_between(1, 100))
+    upload: Literal["all", "unqualified", "none"] = field(
+        "all", doc="Which violations' evidence is uploaded to the back office (docs/agent.md, "
+        "\"Evidence upload\"); a file is deleted only once the back office confirms it.")
+    chunk_size: int = field(16384, doc="Upload chunk size, bytes (the broker's max_packet_size "
+                            "must exceed it by 400).", check=_between(1024, 61440))
+    upload_window: int = field(
+        2, doc="Chunks awaiting the broker's PUBACK at once: an event waits behind at most these.",
+        check=_between(1, 64))
+    upload_budget_bps: int = field(0, doc="Upload budget, bytes per second (0 = no limit; "
+                                   "events are always sent first).", check=_non_negative)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class EvidenceStore:
         self.written = 0
         self.evicted = 0
         self.refused = 0
+        self.uploaded = 0  # deleted after the back office confirmed them
         self._scan()
 
     def _scan(self) -> None:
@@ -124,6 +125,14 @@ class EvidenceStore:
         """Release one `put(pin=True)`."""
         with self._lock:
             self._unpin(ident)
+
+    def remove(self, ident: str) -> None:
+        """Delete evidence `ident` (the back office confirmed it has it), pinned or not."""
+        with self._lock:
+            if ident in self._files:
+                self._delete(ident)
+                self.evicted -= 1  # a confirmed upload, not an eviction
+                self.uploaded += 1
 
     def save_frame(self, image: np.ndarray, quality: int = 85, *, pin: bool = False) -> str:
         """Encode `image` as JPEG and `put` it. Raises `EvidenceRefused`, `ValueError`."""

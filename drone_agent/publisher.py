@@ -45,6 +45,7 @@ from typing import Any
 
 from drone_agent.config import MqttConfig
 from drone_agent.outbox import Outbox
+from drone_agent.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ class Publisher:
 
     def __init__(self, config: MqttConfig, drone_id: str, outbox: Outbox, *,
                  make_status: Callable[[int, bool], bytes],
-                 topic_for: Callable[[str], str]) -> None:
+                 topic_for: Callable[[str], str], uploader: Uploader | None = None) -> None:
         self.config = config
+        self.uploader = uploader  # evidence chunks, sent when no event waits (drone_agent.uploader)
         self.drone_id = drone_id
         self.outbox = outbox
         self._make_status = make_status
@@ -148,8 +150,9 @@ class Publisher:
             clean_session=None if v5 else False, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             reconnect_on_failure=False)
         # The window is ours; paho's limits only back it up (+2 for the status messages).
-        client.max_inflight_messages_set(cfg.inflight + 2)
-        client.max_queued_messages_set(cfg.inflight + 2)
+        extra = 2 + (self.uploader.window + 1 if self.uploader else 0)
+        client.max_inflight_messages_set(cfg.inflight + extra)
+        client.max_queued_messages_set(cfg.inflight + extra)
         client.connect_timeout = cfg.connect_timeout_s
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
@@ -158,6 +161,8 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.uploader is not None:
+            client.on_message = self._on_message
         return client
 
     def _connect(self, client: Any) -> bool:
@@ -211,8 +216,13 @@ class Publisher:
         try:
             if not self._publish_status(client, online=True):
                 return
+            if self.uploader is not None:
+                self.uploader.on_connect(client)
             while not self._lost:
                 busy = self._fill(client)
+                if self.uploader is not None and not self._stopping.is_set():
+                    idle = not self.outbox.pending(1, self._excluded())
+                    busy = self.uploader.fill(client, idle) or busy
                 if client.loop(BUSY_POLL_S if busy else IDLE_POLL_S) != mqtt.MQTT_ERR_SUCCESS:
                     break
                 self._flush_acks()
@@ -301,8 +311,14 @@ class Publisher:
                        properties: Any) -> None:
         self._lost = True
 
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.uploader is not None and message.topic == self.uploader.receipt_topic:
+            self.uploader.on_receipt(message.payload, message.topic)
+
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
+        if self.uploader is not None and self.uploader.on_publish(mid, reason_code):
+            return
         if mid == self._status_mid:
             self._status_mid = None
             return

@@ -176,6 +176,8 @@ class Collector:
         self.connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if protocol.is_evidence_topic(msg.topic):
+            return  # evidence upload frames (protocol section 14) are not messages
         decoded = protocol.decode(msg.payload, msg.topic)
         with self._lock:
             self.received.append(Received(len(self.received), msg.topic, decoded, msg.retain))

@@ -35,6 +35,8 @@ class Collector:
         assert self.ready.wait(WAIT)
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if protocol.is_evidence_topic(msg.topic):
+            return  # evidence upload frames (protocol section 14) are not messages
         decoded = protocol.decode(msg.payload, msg.topic)  # raises if a drone sent anything invalid
         with self.lock:
             self.messages.append((msg.topic, decoded))
