@@ -53,10 +53,8 @@ class StatsConfig:
     stats_dir: str = field(".state/stats", doc="Statistics tables (Parquet), read by the report.")
     checkpoint_dir: str = field(".state/spark-checkpoints", doc="Structured Streaming "
                                 "checkpoints: keep them, or the archive is written twice.")
-    trigger_s: float = field(5.0, doc="Micro-batch interval of `stats run` (continuous mode).",
+    trigger_s: float = field(2.0, doc="Micro-batch interval of `stats run` (continuous mode).",
                              check=_positive)
-    evidence_topic: str = field("presacop.evidence", doc="Evidence records (archived too).",
-                                check=_topic)
     shuffle_partitions: int = field(4, doc="spark.sql.shuffle.partitions (small data: few).",
                                     check=_positive)
 
@@ -68,8 +66,8 @@ class BackofficeConfig:
     stats: StatsConfig = dataclasses.field(default_factory=StatsConfig)
 
     def archived_topics(self) -> tuple[str, ...]:
-        """Every topic the archive keeps: the gateway's four, evidence and history."""
-        return (*self.kafka.topics.all(), self.stats.evidence_topic, self.history.topic)
+        """Every topic the archive keeps: the gateway's (`kafka.topics.*`) and history."""
+        return (*self.kafka.topics.all(), self.history.topic)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> BackofficeConfig:

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("presacop.demo.cli",
              "run the whole pipeline on this machine and check nothing is lost"),
     "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),
+    "stats": ("backoffice.stats.cli", "archive + statistics on Spark, and their report"),
 }
 
 
