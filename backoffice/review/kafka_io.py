@@ -10,6 +10,7 @@ Raises: PublishFailed from `Publisher.send`; the threads log errors and retry, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -174,17 +175,24 @@ class Feeder(_Loop):
 
 
 class AuditForwarder(_Loop):
-    """Produces the audit outbox to the audit topic, oldest first, and marks what Kafka acked."""
+    """Produces the audit outbox to the audit topic, oldest first, and marks what Kafka acked.
+    With `create` = (partitions, replication), it first creates the topic if it is missing
+    (kafka.create_topics, as the gateway does for its own topics)."""
 
-    def __init__(self, db: Database, publisher: Publisher, topic: str) -> None:
+    def __init__(self, db: Database, publisher: Publisher, topic: str,
+                 create: tuple[int, int] | None = None) -> None:
         super().__init__("review-audit")
         self.db = db
         self.publisher = publisher
         self.topic = topic
+        self.create = create
         self.wake = threading.Event()
         self.sent = 0
 
     def step(self) -> None:
+        if self.create is not None:
+            self._create_topic(*self.create)
+            self.create = None
         self.wake.wait(1.0)
         self.wake.clear()
         with self.db.connect() as conn:
@@ -200,3 +208,14 @@ class AuditForwarder(_Loop):
         self._halt.set()
         self.wake.set()
         self.join(timeout)
+
+    def _create_topic(self, partitions: int, replication: int) -> None:
+        lib = kafka.import_kafka()
+        admin = kafka.admin(self.publisher.settings)
+        try:
+            if self.topic not in set(admin.list_topics()):
+                with contextlib.suppress(lib.errors.TopicAlreadyExistsError):
+                    admin.create_topics([lib.admin.NewTopic(self.topic, partitions, replication)])
+                log.info("created the audit topic %s", self.topic)
+        finally:
+            kafka.close_quietly(admin)

@@ -46,7 +46,9 @@ class Console:
                                                  VIOLATION: topics.violations,
                                                  EVIDENCE: r.evidence_topic},
                              group_id=f"{r.console_id}-view")
-        self.forwarder = AuditForwarder(self.db, self.publisher, r.audit_topic)
+        k = cfg.kafka
+        create = (k.partitions, k.replication_factor) if k.create_topics else None
+        self.forwarder = AuditForwarder(self.db, self.publisher, r.audit_topic, create)
         self.evidence = EvidenceReader(cfg.evidence)
 
     def audit(self, event: str, account: str, address: str = "", **detail: Any) -> None:

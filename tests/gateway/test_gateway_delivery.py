@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import socket
-import subprocess
-import sys
 import time
 
 import pytest

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,15 +31,19 @@ ROOT = Path(__file__).resolve().parents[3]
 class RunningConsole:
     """A `presacop review serve` subprocess with its own topics, state and evidence store."""
 
-    def __init__(self, bootstrap: str, base: Path) -> None:
+    def __init__(self, bootstrap: str, base: Path, *, tls: Path | None = None) -> None:
         tag = uuid.uuid4().hex[:8]
         self.bootstrap = bootstrap
         self.topics = {k: f"rv-{tag}.{k}" for k in ("violations", "alerts", "evidence",
                                                      "audit", "telemetry", "deadletter")}
-        create_topics(bootstrap, list(self.topics.values()))
+        # The audit topic is left to the console (kafka.create_topics, the default).
+        create_topics(bootstrap, [t for k, t in self.topics.items() if k != "audit"])
         self.base = base
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ssl = ssl.create_default_context(cafile=str(tls / "ca.pem")) if tls else None
+        served = (f'tls_certfile = "{tls / "server.pem"}"\ntls_keyfile = "{tls / "server.key"}"'
+                  if tls else "")
         self.store_dir = base / "evidence"
         self.config = base / "review.toml"
         t = self.topics
@@ -50,6 +55,7 @@ console_id = "review-test-{tag}"
 audit_topic = "{t['audit']}"
 evidence_topic = "{t['evidence']}"
 max_failures = 3
+{served}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -90,7 +96,7 @@ path = "{self.store_dir}"
         self.proc = None
 
     def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as reply:
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=5, context=self.ssl) as reply:
             return json.loads(reply.read())
 
     def log(self) -> str:
@@ -128,12 +134,27 @@ path = "{self.store_dir}"
         return f"{drone}:{seq}"
 
 
-@pytest.fixture(scope="module")
-def console(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningConsole]:
-    running = RunningConsole(stack.kafka_bootstrap, tmp_path_factory.mktemp("review"))
+def add_accounts(running: RunningConsole) -> None:
     for name, role in (("po-1", "officer"), ("po-2", "officer"), ("sup-1", "supervisor")):
         done = running.cli("user", "add", name, "--role", role, stdin=PASSWORD + "\n")
         assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def tls_console(stack: Any, certs: Path, tmp_path: Path) -> Iterator[RunningConsole]:
+    """A console serving HTTPS itself (uvicorn with the test CA's server certificate)."""
+    running = RunningConsole(stack.kafka_bootstrap, tmp_path, tls=certs)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def console(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningConsole]:
+    running = RunningConsole(stack.kafka_bootstrap, tmp_path_factory.mktemp("review"))
+    add_accounts(running)
     try:
         running.start()
         yield running

@@ -265,3 +265,11 @@ def test_the_view_survives_a_restart(console, browsers):
     open_alert(b, console, arrived)
     assert not in_queue(b, console, decided)
     assert console.health()["records_skipped"] == 0
+
+
+def test_served_over_tls_the_cookies_are_secure(tls_console):
+    with urllib.request.urlopen(f"{tls_console.url}/login", timeout=10,
+                                context=tls_console.ssl) as reply:
+        cookie = reply.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        assert reply.headers["strict-transport-security"].startswith("max-age=")
