@@ -29,7 +29,9 @@ from protocol import _validate as v
 from protocol._errors import ErrorClass, LocalProtocolError, RemoteProtocolError, TopicError
 
 EVIDENCE_SCHEMA = 0x11  # 1.1: the first minor with evidence frames
-MAX_CHUNK_SIZE = 65536  # bytes of image data in one chunk
+# Bytes of image data in one chunk: the largest chunk PUBLISH (61,765 bytes with its topic and
+# MQTT framing) stays under the deployed broker's max_packet_size of 65,536.
+MAX_CHUNK_SIZE = 61440
 MIN_CHUNK_SIZE = 1024
 MAX_EVIDENCE_SIZE = 16 * 1024 * 1024  # one object; a 1080p JPEG at q85 is ~220 KB
 # A chunk payload is its data plus at most 23 bytes of framing; the rest is room for appended

@@ -64,7 +64,8 @@ def test_encoder_refuses_what_the_decoder_rejects() -> None:
         protocol.encode_evidence(EvidenceManifest("d-1", "0" * 16, sha, 1, 1024, "image/jpeg", 1))
     assert info.value.code == "inconsistent"
     with pytest.raises(protocol.LocalProtocolError) as info:
-        protocol.encode_evidence(EvidenceChunk("d-1", sha[:16], 0, b"x" * 65537))
+        too_long = b"x" * (protocol.MAX_CHUNK_SIZE + 1)
+        protocol.encode_evidence(EvidenceChunk("d-1", sha[:16], 0, too_long))
     assert (info.value.code, info.value.path) == ("out_of_range", "$.data")
 
 
@@ -83,7 +84,8 @@ def test_any_bytes_give_a_frame_or_a_protocol_error(data: bytes) -> None:
 
 
 def test_payload_over_the_limit_is_oversized() -> None:
-    big = protocol.encode_evidence(EvidenceChunk("d-1", "0" * 16, 0, b"x" * 65536)) + b"x" * 300
+    full = EvidenceChunk("d-1", "0" * 16, 0, b"x" * protocol.MAX_CHUNK_SIZE)
+    big = protocol.encode_evidence(full) + b"x" * 300
     with pytest.raises(protocol.RemoteProtocolError) as info:
         protocol.decode_evidence(big, TOPIC)
     assert info.value.code == "oversized"
