@@ -43,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_redacted(config), indent=2))
         return 0
     from . import logs
-    from .service import Gateway
+    from .factory import build
 
     logs.setup(config.log.format, config.log.level)
     try:
-        gateway = Gateway(config, retire=args.retire)
+        gateway = build(config, retire=args.retire)
     except OSError as exc:  # the metrics port is taken, or the address is not ours
         print(f"presacop gateway: metrics.address {config.metrics.address!r}: cannot listen "
               f"({exc.strerror or exc})", file=sys.stderr)

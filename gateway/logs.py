@@ -46,5 +46,12 @@ def setup(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python logs every failed reconnect at WARNING/ERROR; our own logs say Kafka is down.
-    logging.getLogger("kafka").setLevel(max(logging.getLevelName(level), logging.CRITICAL))
+    logging.getLogger("kafka").setLevel(library_level(level))
+
+
+def library_level(level: str) -> int:
+    """The level for kafka-python's own logger: CRITICAL, since it logs every failed reconnect
+    at WARNING/ERROR and our own logs already say Kafka is down; at DEBUG, DEBUG, so an operator
+    diagnosing a problem sees the library's view too."""
+    numeric = logging.getLevelName(level)
+    return logging.DEBUG if numeric <= logging.DEBUG else logging.CRITICAL

@@ -1,12 +1,12 @@
-"""The MQTT side: a paho-mqtt 2.x client with manual acknowledgement, on one owned thread.
+"""The paho-mqtt adapter of `Source` (source.py): a paho-mqtt 2.x client with manual
+acknowledgement, on one owned thread.
 
-The thread `gateway-mqtt` owns the paho client outright: it connects, runs paho's loop, calls the
-`on_delivery` callback for each PUBLISH, `on_pass` after each pass of the loop (so the receiver
-can hand on a pass's deliveries at once), and sends every PUBACK. Other threads never touch the
-client; they hand acknowledgements over with `ack()`, a lock-free deque drained after each loop
-pass. That keeps paho single-threaded (its non-threaded mode writes to the socket directly from
-whichever thread queues a packet) and lets the acks be checked against the connection they
-belong to.
+The thread `gateway-mqtt` owns the paho client outright: it connects, runs paho's loop, hands
+each pass's PUBLISHes to the intake as one batch (`Intake.deliver`), and sends every PUBACK.
+Other threads never touch the client; they hand acknowledgements over with `ack()`, a lock-free
+deque drained after each loop pass. That keeps paho single-threaded (its non-threaded mode
+writes to the socket directly from whichever thread queues a packet) and lets the acks be
+checked against the connection they belong to.
 
 Connection: MQTT 5, `clean_start=False` with a session expiry, so the broker keeps our shared
 subscription and queues QoS 1 messages while we are away. Reconnects use jittered exponential
@@ -15,7 +15,7 @@ backoff, also when the broker is down at start.
 Flow control: a Receive Maximum on CONNECT asks the broker to keep at most that many
 unacknowledged messages in flight to us. Mosquitto 2.0.11 does not hold to it once PUBACKs flow
 (measured: 3249 unacknowledged with Receive Maximum 50), so the gateway also enforces its own
-limit: `room()` says how many more messages it can hold, and when it is 0 this thread stops
+limit: `Intake.room()` says how many more messages it can hold, and when it is 0 this thread stops
 reading PUBLISHes from the socket (TCP backpressure) while still sending acks. A stall longer than
 half a keepalive (Kafka down) would starve paho's keepalive, so then it reads again but defers
 PUBLISHes (not held, not acknowledged) and reconnects once there is room, which makes the broker
@@ -34,12 +34,12 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .backoff import Backoff
+from common.backoff import Backoff
+
 from .config import MqttConfig
+from .source import Delivery, Intake, SourceCounts
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -48,32 +48,18 @@ _READ_BURST = 64  # packets read per loop pass when the socket has more
 _SYNC_FILTER = "presacop-gateway/never-subscribed"  # see _sync_with_broker
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One PUBLISH from the broker. `topic` is bytes when it is not valid UTF-8."""
+class PahoSource:
+    """Subscribes `$share/<group>/<filter>` at QoS 1 and delivers messages until stopped.
 
-    topic: str | bytes
-    payload: bytes
-    qos: int
-    retain: bool
-    dup: bool
-    mid: int
-    generation: int  # which connection it came on (see the module docstring)
+    `limit` is the gateway's in-flight limit (deferred messages are fetched again once half of
+    it is free); `retire` leaves the share group and drains this client id's session."""
 
-
-class MqttSource:
-    """Subscribes `$share/<group>/<filter>` at QoS 1 and delivers messages until stopped."""
-
-    def __init__(self, cfg: MqttConfig, client_id: str, on_delivery: Callable[[Delivery], None],
-                 *, on_state: Callable[[bool], None] | None = None,
-                 on_stale_ack: Callable[[], None] | None = None,
-                 room: Callable[[], int] | None = None, limit: int = 1000,
-                 on_pause: Callable[[bool], None] | None = None,
-                 on_defer: Callable[[], None] | None = None, retire: bool = False,
-                 on_pass: Callable[[], None] | None = None) -> None:
+    def __init__(self, cfg: MqttConfig, client_id: str, *, limit: int = 1000,
+                 retire: bool = False) -> None:
         self._cfg = cfg
-        self._on_pass = on_pass or (lambda: None)
-        self._room = room or (lambda: limit)
+        self._intake: Intake | None = None
+        self._batch: list[Delivery] = []  # this loop pass's deliveries, handed over after it
+        self.counts = SourceCounts()
         self._limit = limit
         self._full_since: float | None = None
         self._deferred = 0  # PUBLISHes read while full: not acknowledged, redelivered later
@@ -83,13 +69,8 @@ class MqttSource:
         self._retire_mid: int | None = None
         self._end_session = False
         self._last_delivery = time.monotonic()
-        self._on_pause = on_pause or (lambda paused: None)
-        self._on_defer = on_defer or (lambda: None)
         self._paused = False
         self.client_id = client_id
-        self._on_delivery = on_delivery
-        self._on_state = on_state or (lambda connected: None)
-        self._on_stale_ack = on_stale_ack or (lambda: None)
         self._acks: collections.deque[tuple[int, int, int]] = collections.deque()
         self._generation = 0
         self._subscribed = threading.Event()
@@ -107,13 +88,19 @@ class MqttSource:
         """Connected and subscribed."""
         return self._subscribed.is_set()
 
-    def start(self) -> None:
+    @property
+    def paused(self) -> bool:
+        """The in-flight limit stopped reading."""
+        return self._paused
+
+    def start(self, intake: Intake) -> None:
+        self._intake = intake
         self._thread.start()
 
-    def ack(self, generation: int, mid: int, qos: int) -> None:
+    def ack(self, delivery: Delivery) -> None:
         """Acknowledge a delivery (thread-safe; sent by the MQTT thread within ~10 ms)."""
-        if qos > 0:
-            self._acks.append((generation, mid, qos))
+        if delivery.qos > 0:
+            self._acks.append((delivery.generation, delivery.mid, delivery.qos))
 
     def pending_acks(self) -> int:
         return len(self._acks)
@@ -145,7 +132,7 @@ class MqttSource:
             except Exception:  # a paho or socket surprise: drop this connection, not the thread
                 log.exception("mqtt loop failed; reconnecting")
                 self._drop_connection()
-            self._on_pass()  # deliveries of a pass cut short are handed on all the same
+            self._hand_over()  # deliveries of a pass cut short are handed on all the same
             if self._stop.is_set():
                 break
             delay = backoff.next()
@@ -190,7 +177,7 @@ class MqttSource:
                 while burst > 0 and rc == ok and self._client.buffered():
                     rc = self._client.loop_read()
                     burst -= 1
-            self._on_pass()
+            self._hand_over()
             self._send_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("mqtt connection lost (%s)", rc.name if hasattr(rc, "name") else rc)
@@ -209,6 +196,22 @@ class MqttSource:
             self._disconnect_cleanly()
         self._lost()
         return self._connack_at is not None
+
+    def _room(self) -> int:
+        """Messages the intake can still take, less those read in this pass."""
+        assert self._intake is not None
+        return self._intake.room() - len(self._batch)
+
+    def _hand_over(self) -> None:
+        """Give this pass's deliveries to the intake (after each pass of the loop)."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        assert self._intake is not None
+        try:
+            self._intake.deliver(batch)
+        except Exception:  # a bug downstream must not kill the loop; the messages stay unacked
+            log.exception("delivery handler failed", extra={"messages": len(batch)})
 
     def _hold_back(self, room: int) -> bool:
         """Whether to leave incoming PUBLISHes in the socket this pass.
@@ -246,7 +249,6 @@ class MqttSource:
             self._paused = paused
             log.log(logging.INFO if paused else logging.DEBUG,
                     "intake paused: in-flight limit reached" if paused else "intake resumed")
-            self._on_pause(paused)
 
     def _send_acks(self) -> None:
         mids: list[int] = []  # QoS 1 acks, sent as one write
@@ -254,7 +256,7 @@ class MqttSource:
             generation, mid, qos = self._acks.popleft()
             # Not "subscribed": after a resumed session the broker redelivers before our SUBACK.
             if generation != self._generation or self._connack_at is None:
-                self._on_stale_ack()
+                self.counts.stale_acks += 1
             elif qos == 1:
                 mids.append(mid)
             else:
@@ -300,7 +302,7 @@ class MqttSource:
         deadline = time.monotonic() + timeout
         while self._sync_mid is not None and time.monotonic() < deadline:
             rc = self._client.loop(timeout=_LOOP_TIMEOUT_S)
-            self._on_pass()
+            self._hand_over()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
             self._send_acks()
@@ -315,7 +317,7 @@ class MqttSource:
             log.info("mqtt: left the share group, draining this session",
                      extra={"subscription": self.subscription})
             self._subscribed.set()
-            self._on_state(True)
+            self.counts.connects += 1
 
     def _drop_connection(self) -> None:
         try:
@@ -326,7 +328,6 @@ class MqttSource:
 
     def _lost(self) -> None:
         self._subscribed.clear()
-        self._on_state(False)
 
     # -- paho callbacks (run on this thread, inside loop()) -------------------------------------
 
@@ -384,7 +385,7 @@ class MqttSource:
             return
         log.info("mqtt subscribed", extra={"subscription": self.subscription})
         self._subscribed.set()
-        self._on_state(True)
+        self.counts.connects += 1
 
     def _on_disconnect(self, _client: object, _userdata: object, _flags: object, reason: object,
                        _props: object) -> None:
@@ -399,17 +400,13 @@ class MqttSource:
             # Read only to keep the connection alive while full (see _hold_back): not taken,
             # not acknowledged; the broker redelivers it after the reconnect in _serve.
             self._deferred += 1
-            self._on_defer()
+            self.counts.deferred += 1
             return
         try:
             topic: str | bytes = message.topic
         except UnicodeDecodeError:
             topic = bytes(message._topic)  # paho keeps the raw bytes only privately
         self._last_delivery = time.monotonic()
-        delivery = Delivery(topic=topic, payload=bytes(message.payload), qos=message.qos,
-                            retain=bool(message.retain), dup=bool(message.dup), mid=message.mid,
-                            generation=self._generation)
-        try:
-            self._on_delivery(delivery)
-        except Exception:  # a bug downstream must not kill the loop; the message stays unacked
-            log.exception("delivery handler failed", extra={"mid": delivery.mid})
+        self._batch.append(Delivery(topic, bytes(message.payload), message.qos,
+                                    bool(message.retain), bool(message.dup), message.mid,
+                                    self._generation))

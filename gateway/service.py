@@ -1,24 +1,31 @@
 """The gateway service: MQTT deliveries in, Kafka records out, each MQTT ack only after Kafka's.
 
+I/O is behind two interfaces, given to the constructor: a `Source` (source.py: MQTT intake,
+`mqtt_source.PahoSource`) and a `Sink` (sink.py: one Kafka producer, `kafka_python` or
+`confluent`), under the retry policy (`retrying.RetryingProducer`) and the health probe
+(`kafka_health.HealthProbe`). `factory.build(config)` makes the real ones; the logic tests use
+the in-memory ones of `testing`.
+
 Threads (all owned, named, and joined by `stop`):
 
-    gateway-mqtt          paho loop: receives, routes (pure), dedupes; submits a pass's records
-                          at once; sends PUBACKs
-    gateway-kafka         KafkaProducer.send for new records and due retries
-    kafka-python I/O      completes futures -> `_record_done` (counts, hands acks back)
+    gateway-mqtt          the source: receives; per loop pass, `deliver(batch)` routes (pure),
+                          dedupes and submits the pass's records at once; sends PUBACKs
+    gateway-kafka         the retry policy: hands new records and due retries to the producer
+    (the client library)  reports outcomes -> `_record_done` (counts, hands acks back)
     gateway-kafka-health  admin probe for `kafka_up`
     gateway-metrics       /metrics and /healthz
     caller of `run()`     readiness, systemd watchdog, waits for `stop()`, then drains
 
 The ack path: a delivery becomes one `_Pending` with one or two records (a violation without a
-code also raises an alert). When Kafka has acknowledged all of them, the delivery's
-(connection generation, packet id) goes back to the MQTT thread, which sends the PUBACK. A record
-Kafka refuses for good is replaced by a dead-letter record, so nothing accepted is dropped.
+code also raises an alert). When Kafka has acknowledged all of them, the delivery goes back to
+the source (`Source.ack`), which sends the PUBACK. A record Kafka refuses for good is replaced by
+a dead-letter record, so nothing accepted is dropped. When Kafka refuses the gateway itself
+(`KafkaRefused`: authorization), nothing is acknowledged and `run()` stops with exit code 3.
 
-Backpressure: at most `limits.max_in_flight` messages are held (`_room`); at the limit the MQTT
-thread stops reading from the broker (see mqtt_source). While Kafka is down nothing is
-acknowledged, so at most that many messages (and their records) are held, retrying, until Kafka
-returns; the rest waits at the broker.
+Backpressure: at most `limits.max_in_flight` messages are held (`room`); at the limit the source
+stops reading from the broker. While Kafka is down nothing is acknowledged, so at most that many
+messages (and their records) are held, retrying, until Kafka returns; the rest waits at the
+broker.
 """
 
 from __future__ import annotations
@@ -26,59 +33,60 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import GatewayConfig
 from .dedupe import SeqTracker, Verdict
-from .kafka_sink import KafkaSink, RecordRejected
+from .errors import KafkaRefused, SinkError
+from .kafka_health import HealthProbe
 from .metrics import GatewayMetrics, MetricsServer, SeqCollector
-from .mqtt_source import Delivery, MqttSource
 from .records import OutRecord, Receipt, dead_letter_record
+from .retrying import Callback, RetryingProducer
 from .router import Routed, RouteSettings, route
+from .sink import Sink
+from .source import Delivery, Source, SourceCounts
 from .systemd import Notifier
 
 log = logging.getLogger("gateway")
 
 KAFKA_REJECTED = "kafka_rejected"  # dead-letter reason: Kafka refused the record for good
 RETIRE_IDLE_S = 5.0  # retire mode: a session with no delivery for this long is drained
+EXIT_THREAD_DIED = 1
+EXIT_KAFKA_REFUSED = 3  # deploy/systemd: RestartPreventExitStatus (a restart cannot fix an ACL)
 
 
 @dataclass
 class _Pending:
-    """One accepted delivery waiting for Kafka. `acks` are (generation, mid, qos) to send."""
+    """One accepted delivery waiting for Kafka. `deliveries`: the copies to acknowledge."""
 
     routed: Routed
     payload: bytes
     receipt: Receipt
     remaining: int
-    acks: list[tuple[int, int, int]] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 class Gateway:
     """MQTT -> Kafka bridge. `start()`/`stop()` for library use, `run()` for the service.
 
-    The constructor raises OSError when `metrics.address` cannot be bound. `start` raises
-    nothing: unreachable brokers are retried (see `/healthz`). `run` returns the exit code.
+    The constructor builds no client and raises OSError only when `metrics.address` cannot be
+    bound. `start` raises nothing: unreachable brokers are retried (see `/healthz`). `run`
+    returns the exit code.
     """
 
-    def __init__(self, config: GatewayConfig, *, notifier: Notifier | None = None,
-                 retire: bool = False) -> None:
+    def __init__(self, config: GatewayConfig, *, source: Source, sink: Sink,
+                 notifier: Notifier | None = None, retire: bool = False) -> None:
         self.config = config
         self._retire = retire
         self.gateway_id = config.mqtt.effective_client_id()
-        self.metrics = GatewayMetrics()
-        self.metrics.receive_maximum.set(config.mqtt.receive_maximum)
+        self.metrics = m = GatewayMetrics()
+        m.receive_maximum.set(config.mqtt.receive_maximum)
         self._notifier = notifier or Notifier()
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
-        # Records of deliveries admitted during the MQTT thread's current loop pass, handed to
-        # Kafka together at the end of the pass (`_flush_submits`, under `_lock`): one wake-up
-        # of the Kafka thread per pass instead of one per record.
-        self._unsubmitted: list[tuple[OutRecord, Callable[[RecordRejected | None], None]]] = []
         self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones)
-        self._in_flight = 0  # messages held: received, not yet done (see `_room`)
+        self._in_flight = 0  # messages held: received, not yet done (see `room`)
         self._in_flight_max = 0
         self._max_in_flight = config.limits.max_in_flight
         self._draining = False
@@ -89,37 +97,30 @@ class Gateway:
             max_clock_skew_ms=int(config.limits.max_clock_skew_s * 1000),
             deadletter_max_bytes=config.limits.deadletter_max_bytes,
         )
-        self.metrics.add_collector(SeqCollector(self._seq_snapshot))
+        m.add_collector(SeqCollector(self._seq_snapshot))
         # Per-message counts, kept as plain ints under `_lock` and added to the prometheus
         # counters at scrape time (`_flush_counts`): no metric call per message.
         self._counts: dict[Any, int] = {}
         self._produced_by_kind: dict[str, Any] = {}
-        self.metrics.before_collect = self._flush_counts
-        self.metrics.in_flight.set_function(lambda: self._in_flight)
-        self.metrics.in_flight_max.set_function(lambda: self._in_flight_max)
-        self._kafka = KafkaSink(config.kafka, self.gateway_id,
-                                retry_min_s=config.limits.retry_min_s,
-                                retry_max_s=config.limits.retry_max_s,
-                                on_state=lambda up: self.metrics.kafka_up.set(int(up)),
-                                on_retry=self.metrics.produce_retries.inc)
-        self.metrics.kafka_outstanding.set_function(lambda: self._kafka.outstanding)
-        self.metrics.kafka_waiting.set_function(lambda: self._kafka.waiting)
-        self._mqtt = MqttSource(config.mqtt, self.gateway_id, self._on_delivery,
-                                on_state=self._mqtt_state,
-                                on_stale_ack=self.metrics.stale_acks.inc,
-                                room=self._room, limit=config.limits.max_in_flight,
-                                on_pause=lambda p: self.metrics.intake_paused.set(int(p)),
-                                on_defer=self.metrics.deferred.inc, retire=retire,
-                                on_pass=self._flush_submits)
+        self._source_seen = SourceCounts()  # the source's counts already added to the metrics
+        m.before_collect = self._flush_counts
+        m.in_flight.set_function(lambda: self._in_flight)
+        m.in_flight_max.set_function(lambda: self._in_flight_max)
+        p = config.kafka.producer
+        self._kafka = RetryingProducer(
+            sink, retry_min_s=config.limits.retry_min_s, retry_max_s=config.limits.retry_max_s,
+            stall_s=2 * (p.delivery_timeout_ms + p.max_block_ms) / 1000 + 5,
+            on_state=lambda up: m.kafka_up.set(int(up)), on_retry=m.produce_retries.inc)
+        self._probe = HealthProbe(sink.probe, sink.close_probe, config.kafka.health_interval_s,
+                                  self._kafka.set_up)
+        m.kafka_outstanding.set_function(lambda: self._kafka.outstanding)
+        m.kafka_waiting.set_function(lambda: self._kafka.waiting)
+        self._source = source
+        m.mqtt_connected.set_function(lambda: int(source.connected))
+        m.intake_paused.set_function(lambda: int(source.paused))
         self._server: MetricsServer | None = None
         if config.metrics.address:
-            self._server = MetricsServer(config.metrics.address, self.metrics.registry,
-                                         self.health)
-
-    def _mqtt_state(self, subscribed: bool) -> None:
-        if subscribed:
-            self.metrics.mqtt_connects.inc()
-        self.metrics.mqtt_connected.set(int(subscribed))
+            self._server = MetricsServer(config.metrics.address, m.registry, self.health)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -128,19 +129,25 @@ class Gateway:
         """host:port of /metrics (the real port when the config said 0), or None if disabled."""
         return self._server.address if self._server else None
 
+    @property
+    def refused(self) -> KafkaRefused | None:
+        """Set when Kafka refused the gateway (authorization): `run()` then stops, exit 3."""
+        return self._kafka.refused
+
     def start(self) -> None:
         """Start every thread and return. Brokers that are down are retried in the background."""
         if self._server:
             self._server.start()
             log.info("metrics listening", extra={"address": self._server.address})
         self._kafka.start()
-        self._mqtt.start()
+        self._probe.start()
+        self._source.start(self)
         log.info("gateway started", extra={"gateway_id": self.gateway_id,
-                                           "subscription": self._mqtt.subscription})
+                                           "subscription": self._source.subscription})
 
     def ready(self) -> bool:
         """Subscribed to MQTT and Kafka reachable."""
-        return self._mqtt.connected and self._kafka.up
+        return self._source.connected and self._kafka.up
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -151,7 +158,7 @@ class Gateway:
         return True
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        detail = {"mqtt_connected": self._mqtt.connected, "kafka_up": self._kafka.up,
+        detail = {"mqtt_connected": self._source.connected, "kafka_up": self._kafka.up,
                   "in_flight": self._in_flight, "draining": self._draining}
         return self.ready() and not self._draining, detail
 
@@ -160,8 +167,9 @@ class Gateway:
         self._stop_requested = True
 
     def run(self) -> int:
-        """Start, serve until `request_stop()`, drain, stop. Returns the exit code: 0, or 1
-        when one of its threads died (so systemd's Restart=on-failure restarts it)."""
+        """Start, serve until `request_stop()`, drain, stop. Returns the exit code: 0; 1 when
+        one of its threads died (so systemd's Restart=on-failure restarts it); 3 when Kafka
+        refused the gateway (authorization: see docs/gateway.md)."""
         self.start()
         notified_ready = False
         next_watchdog = 0.0
@@ -171,11 +179,9 @@ class Gateway:
                 self._notifier.ready(f"forwarding as {self.gateway_id}")
                 log.info("gateway ready", extra={"metrics": self.metrics_address})
                 notified_ready = True
-            if not (self._mqtt.alive and self._kafka.alive):
-                log.critical("a gateway thread died; stopping so the service manager restarts us")
-                self._notifier.stopping("thread died")
-                self.stop()
-                return 1
+            failure = self._failure()
+            if failure:
+                return self._fail(*failure)
             if self._retire and notified_ready and self._retired():
                 log.info("retire: session drained")
                 break
@@ -188,9 +194,27 @@ class Gateway:
         self.stop()
         return 0
 
+    def _failure(self) -> tuple[int, str] | None:
+        """(exit code, why) when the gateway cannot go on."""
+        if not (self._source.alive and self._kafka.alive and self._probe.alive):
+            return EXIT_THREAD_DIED, "a gateway thread died; stopping so the service manager " \
+                "restarts us"
+        refused = self._kafka.refused
+        if refused is not None:
+            return EXIT_KAFKA_REFUSED, f"kafka refuses the gateway ({refused}); stopping " \
+                "without acknowledging: fix the ACL or credentials of this gateway's principal " \
+                "(docs/gateway.md, 'When Kafka refuses the gateway')"
+        return None
+
+    def _fail(self, code: int, why: str) -> int:
+        log.critical(why, extra={"exit_code": code})
+        self._notifier.stopping(why)
+        self.stop()
+        return code
+
     def _retired(self) -> bool:
         """Retire mode: nothing arrived for a while and everything taken is done."""
-        return (self._mqtt.idle_s > RETIRE_IDLE_S and self._in_flight == 0
+        return (self._source.idle_s > RETIRE_IDLE_S and self._in_flight == 0
                 and self._kafka.outstanding == 0)
 
     def stop(self) -> None:
@@ -199,8 +223,7 @@ class Gateway:
         if self._stopped.is_set():
             return
         with self._lock:
-            self._draining = True
-            self._flush_locked()  # what was admitted before this goes to Kafka and is awaited
+            self._draining = True  # what was admitted before this is with Kafka, and awaited
         timeout = self.config.limits.drain_timeout_s
         drained = self._kafka.wait_idle(timeout)
         left = len(self._pending)
@@ -208,7 +231,8 @@ class Gateway:
                  "redelivered", extra={"pending": left})
         # Sends the acks handed over so far, then DISCONNECT (ending the session when retiring
         # and everything was drained: a message still held would otherwise be lost with it).
-        self._mqtt.stop(end_session=self._retire and drained and self._in_flight == 0)
+        self._source.stop(end_session=self._retire and drained and self._in_flight == 0)
+        self._probe.stop()
         self._kafka.stop()
         if self._server:
             self._server.stop()
@@ -241,89 +265,86 @@ class Gateway:
     def _flush_counts(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, {}
+        now, seen, m = self._source.counts, self._source_seen, self.metrics
+        for counter, name in ((m.mqtt_connects, "connects"), (m.stale_acks, "stale_acks"),
+                              (m.deferred, "deferred")):
+            delta = getattr(now, name) - getattr(seen, name)
+            if delta:
+                counts[counter] = counts.get(counter, 0) + delta
+                setattr(seen, name, getattr(seen, name) + delta)
         for counter, n in counts.items():
             counter.inc(n)
 
-    # -- MQTT thread ---------------------------------------------------------------------------
+    # -- the Intake, on the source's thread ----------------------------------------------------
 
-    def _on_delivery(self, d: Delivery) -> None:
-        topic_text = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
-        receipt = Receipt(mqtt_topic=topic_text, received_ms=_now_ms(),
-                          gateway_id=self.gateway_id, qos=d.qos, retained=d.retain)
-        routed = route(d.topic, d.payload, receipt, self._settings)
-        ack = (d.generation, d.mid, d.qos)
-        # One critical section from the draining check to the submits, so that once `stop()`
-        # has set `_draining`, nothing new can reach Kafka behind its back.
+    def room(self) -> int:
+        """How many more messages the gateway may take (read by the source)."""
+        return self._max_in_flight - self._in_flight
+
+    def deliver(self, batch: list[Delivery]) -> None:
+        """Route a loop pass's deliveries, then admit them and hand their records to Kafka
+        under one lock: once `stop()` has set `_draining`, nothing new reaches Kafka."""
+        gateway_id, settings = self.gateway_id, self._settings
+        routed = []
+        for d in batch:
+            topic = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
+            receipt = Receipt(topic, _now_ms(), gateway_id, d.qos, d.retain)
+            routed.append((d, route(d.topic, d.payload, receipt, settings), receipt))
+        submits: list[tuple[OutRecord, Callback]] = []
         with self._lock:
-            self._count(self.metrics.received)
+            self._count(self.metrics.received, len(batch))
             if self._draining:
-                # Not acknowledged: the broker keeps it in our session and redelivers it.
-                self._count(self.metrics.ignored_draining)
+                # Not acknowledged: the broker keeps them in our session and redelivers them.
+                self._count(self.metrics.ignored_draining, len(batch))
                 return
-            pending = self._admit(routed, d.payload, receipt, ack)
-            if pending is not None:
-                self._in_flight += 1
-                if self._in_flight > self._in_flight_max:
-                    self._in_flight_max = self._in_flight
-                for record in routed.records:
-                    self._submit(pending, record)
+            for d, r, receipt in routed:
+                pending = self._admit(r, d, receipt)
+                if pending is not None:
+                    for record in r.records:
+                        submits.append((record, self._done_callback(pending, record)))
+            if self._in_flight > self._in_flight_max:
+                self._in_flight_max = self._in_flight
+            if submits:
+                self._kafka.submit_many(submits)
 
-    def _admit(self, routed: Routed, payload: bytes, receipt: Receipt,
-               ack: tuple[int, int, int]) -> _Pending | None:
+    def _admit(self, routed: Routed, delivery: Delivery, receipt: Receipt) -> _Pending | None:
         """The pending entry to produce, or None when the delivery is a duplicate (caller holds
         the lock)."""
         mid = routed.message_id
         if mid is not None and routed.drone_id is not None and routed.seq is not None:
             existing = self._pending.get(mid)
             if existing is not None:  # redelivered while its records are still in flight
-                existing.acks.append(ack)
+                existing.deliveries.append(delivery)
                 self._count(self.metrics.duplicates)
                 return None
             verdict = self._tracker.observe(routed.drone_id, routed.seq)
             if verdict is Verdict.DUPLICATE:
                 self._count(self.metrics.duplicates)
-                self._ack_now(ack)
+                self._ack_now(delivery)
                 return None
             if verdict is Verdict.UNKNOWN:
                 self._count(self.metrics.window_misses)
-        pending = _Pending(routed, payload, receipt, len(routed.records), [ack])
+        pending = _Pending(routed, delivery.payload, receipt, len(routed.records), [delivery])
         if mid is not None:
             self._pending[mid] = pending
+        self._in_flight += 1
         return pending
 
-    def _submit(self, pending: _Pending, record: OutRecord) -> None:
-        """Queue `record` for the end of this loop pass (caller holds the lock)."""
-        self._unsubmitted.append(
-            (record, lambda outcome: self._record_done(pending, record, outcome)))
+    def _done_callback(self, pending: _Pending, record: OutRecord) -> Callback:
+        return lambda outcome: self._record_done(pending, record, outcome)
 
-    def _flush_submits(self) -> None:
-        """Hand the records queued in this loop pass to Kafka (MQTT thread, after each pass)."""
-        if self._unsubmitted:
-            with self._lock:
-                self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        """Under the lock, so that `stop()` finds every admitted record already submitted."""
-        batch, self._unsubmitted = self._unsubmitted, []
-        if batch:
-            self._kafka.submit_many(batch)
-
-    def _ack_now(self, ack: tuple[int, int, int]) -> None:
-        """Hand an acknowledgement to the MQTT thread (caller holds the lock)."""
-        if ack[2] > 0:
+    def _ack_now(self, delivery: Delivery) -> None:
+        """Hand an acknowledgement to the source (caller holds the lock)."""
+        if delivery.qos > 0:
             self._count(self.metrics.acked)
-        self._mqtt.ack(*ack)
+        self._source.ack(delivery)
 
-    def _room(self) -> int:
-        """How many more messages the gateway may take (read by the MQTT thread)."""
-        return self._max_in_flight - self._in_flight
-
-    # -- Kafka I/O thread ----------------------------------------------------------------------
+    # -- outcomes, on a Kafka thread -----------------------------------------------------------
 
     def _record_done(self, pending: _Pending, record: OutRecord,
-                     outcome: RecordRejected | None) -> None:
+                     outcome: SinkError | None) -> None:
         if outcome is not None:
-            self._reject(pending, record, outcome)
+            self._failed(pending, record, outcome)
             return
         m = self.metrics
         with self._lock:
@@ -338,8 +359,8 @@ class Gateway:
             if pending.routed.message_id is not None:
                 self._pending.pop(pending.routed.message_id, None)
             self._in_flight -= 1
-            for ack in pending.acks:
-                self._ack_now(ack)
+            for delivery in pending.deliveries:
+                self._ack_now(delivery)
         routed = pending.routed
         if routed.time_trusted and routed.drone_time_ms is not None:
             self.metrics.latency.observe(max(0.0, (_now_ms() - routed.drone_time_ms) / 1000))
@@ -350,10 +371,15 @@ class Gateway:
             child = self._produced_by_kind[kind] = self.metrics.produced.labels(kind)
         return child
 
-    def _reject(self, pending: _Pending, record: OutRecord, why: RecordRejected) -> None:
-        """Kafka refused a record for good: keep the input as a dead letter instead."""
-        log.error("kafka rejected a record; dead-lettering it: %s", why,
-                  extra={"topic": record.topic, "message_id": pending.routed.message_id})
+    def _failed(self, pending: _Pending, record: OutRecord, why: SinkError) -> None:
+        """Kafka will not take a record (`why` is not retriable): keep the input as a dead
+        letter, unless Kafka refuses the gateway itself (then `run()` stops; the message stays
+        unacknowledged at the broker)."""
+        extra = {"topic": record.topic, "message_id": pending.routed.message_id}
+        if isinstance(why, KafkaRefused):
+            log.error("kafka refused a record; not acknowledging it: %s", why, extra=extra)
+            return
+        log.error("kafka rejected a record; dead-lettering it: %s", why, extra=extra)
         if record.kind == "deadletter":
             # Cannot happen for records we build (bounded size). Never loop on it: the message
             # stays unacknowledged, so the broker redelivers it after the next reconnect.
@@ -362,9 +388,7 @@ class Gateway:
             KAFKA_REJECTED, str(why), pending.payload, self.config.kafka.topics.deadletter,
             pending.receipt, drone_id=pending.routed.drone_id,
             max_bytes=self.config.limits.deadletter_max_bytes)
-        # Not through `_unsubmitted`: this runs on a Kafka thread, outside any MQTT loop pass.
-        self._kafka.submit(replacement,
-                           lambda outcome: self._record_done(pending, replacement, outcome))
+        self._kafka.submit(replacement, self._done_callback(pending, replacement))
 
     def _seq_snapshot(self) -> tuple[int, int, int, list[tuple[str, int, int]]]:
         with self._lock:  # the MQTT thread waits meanwhile: one pass over the drones

@@ -1,10 +1,10 @@
-"""The gateway's cheaper paho paths (gateway.mqtt_wire) and the per-pass handoff to Kafka, without
-real brokers: a scripted MQTT 5 peer on a loopback socket, and a gateway whose brokers are absent.
+"""The gateway's cheaper paho paths (gateway.mqtt_wire), without real brokers: a scripted MQTT 5
+peer on a loopback socket. (The per-pass handoff to Kafka is tested through the Source interface
+in test_gateway_service.py.)
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import threading
@@ -13,14 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from gateway_testlib import telemetry
 
-import protocol
-from common.config import from_dict
-from gateway.config import GatewayConfig
-from gateway.mqtt_source import Delivery
 from gateway.mqtt_wire import BufferedSocket, Client
-from gateway.service import Gateway
 
 # -- BufferedSocket ---------------------------------------------------------------------------
 
@@ -140,53 +134,3 @@ def test_ack_many_queues_the_bytes_paho_acks_would_send(monkeypatch):
     one_by_one, queued[:] = b"".join(queued), []
     client.ack_many(mids)
     assert queued == [one_by_one]
-
-
-# -- the handoff to Kafka, one batch per MQTT loop pass ----------------------------------------
-
-
-def _offline_gateway() -> Gateway:
-    cfg = from_dict(GatewayConfig, {"mqtt": {"port": 1, "client_id": "t-pass"},
-                                    "kafka": {"bootstrap_servers": "127.0.0.1:1"},
-                                    "metrics": {"address": ""},
-                                    "limits": {"drain_timeout_s": 0.2}})
-    return Gateway(cfg)
-
-
-def _delivery(seq: int) -> Delivery:
-    msg = telemetry("d1", seq)
-    topic = protocol.topic("d1", protocol.Kind.TELEMETRY)
-    return Delivery(topic=topic, payload=protocol.encode(msg), qos=1, retain=False, dup=False,
-                    mid=seq, generation=1)
-
-
-def test_a_passes_records_reach_kafka_together_in_order_at_the_end_of_the_pass(monkeypatch):
-    gw = _offline_gateway()
-    batches: list[list[int]] = []
-    monkeypatch.setattr(gw._kafka, "submit_many", lambda batch: batches.append(
-        [json.loads(record.value)["seq"] for record, _ in batch]))
-    for seq in (1, 2, 3):
-        gw._on_delivery(_delivery(seq))
-    assert batches == []  # admitted (held), not handed over yet
-    assert gw.stats()["in_flight"] == 3
-    gw._flush_submits()
-    gw._flush_submits()  # nothing new: no empty batch
-    assert batches == [[1, 2, 3]]
-
-
-def test_stop_submits_what_was_admitted_before_waiting_for_kafka(monkeypatch):
-    """The drain waits for every record of every delivery taken before it began, including
-    those of a loop pass that had not ended yet; nothing taken after it reaches Kafka."""
-    gw = _offline_gateway()
-    events: list[Any] = []
-    monkeypatch.setattr(gw._kafka, "submit_many", lambda batch: events.append(len(batch)))
-    monkeypatch.setattr(gw._kafka, "wait_idle", lambda timeout: events.append("wait") or True)
-    monkeypatch.setattr(gw._kafka, "stop", lambda: None)
-    monkeypatch.setattr(gw._mqtt, "stop", lambda **_kw: None)
-    gw._on_delivery(_delivery(1))
-    gw._on_delivery(_delivery(2))
-    gw.stop()
-    gw._on_delivery(_delivery(3))  # while draining: not taken (the broker redelivers it)
-    gw._flush_submits()
-    assert events == [2, "wait"]
-    assert gw.stats()["ignored_draining"] == 1

@@ -1,5 +1,5 @@
 """Pure parts of the gateway, without brokers: dedupe window and gaps, routing and record
-building, dead letters, backoff, the systemd notifier."""
+building, dead letters, the systemd notifier, log levels."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocol
-from gateway import records
-from gateway.backoff import Backoff
-from gateway.config import GatewayConfig, TopicsConfig
+from gateway import logs, records
+from gateway.config import TopicsConfig
 from gateway.dedupe import SeqTracker, Verdict
 from gateway.records import Receipt
 from gateway.router import RouteSettings, route
@@ -177,16 +176,7 @@ def test_resolved_alert_is_the_review_steps_record():
         records.resolved_alert(alert, 999_999, officer="x", now_ms=NOW)
 
 
-# -- backoff and systemd ------------------------------------------------------------------------
-
-
-def test_backoff_doubles_within_jitter_and_caps():
-    b = Backoff(0.5, 4.0)
-    caps = [0.5, 1.0, 2.0, 4.0, 4.0]
-    for cap in caps:
-        assert 0.5 <= b.next() <= cap
-    b.reset()
-    assert b.next() == 0.5
+# -- systemd and logs ---------------------------------------------------------------------------
 
 
 def test_notifier_sends_datagrams_to_notify_socket(tmp_path: Path):
@@ -210,80 +200,20 @@ def test_notifier_is_a_no_op_outside_systemd():
     assert n.ready() is False
 
 
-def test_run_exits_1_when_a_gateway_thread_dies():
-    """A dead worker thread must not leave a zombie that still pings the systemd watchdog."""
-    import threading
+def test_kafka_pythons_log_is_quiet_unless_the_operator_asks_for_debug():
+    """kafka-python logs every failed reconnect at WARNING/ERROR: silenced (our own logs say
+    Kafka is down), except at DEBUG, when the library's own view helps diagnose."""
+    import io
+    import logging
 
-    from common.config import from_dict
-    from gateway.service import Gateway
-
-    cfg = from_dict(GatewayConfig, {"mqtt": {"port": 1, "client_id": "t-dead-thread"},
-                                    "kafka": {"bootstrap_servers": "127.0.0.1:1"},
-                                    "metrics": {"address": ""}})
-    gw = Gateway(cfg)
-    # No brokers here: the Kafka threads only wait for the stop; the MQTT thread dies at once.
-    sink = gw._kafka
-    sink._thread = threading.Thread(target=sink._stop_event.wait, name="gateway-kafka")
-    sink._health = threading.Thread(target=sink._stop_event.wait, name="gateway-kafka-health")
-    gw._mqtt._thread = threading.Thread(target=lambda: None, name="gateway-mqtt")
-    assert gw.run() == 1
-
-
-def test_failed_kafka_admin_attempts_leak_no_threads():
-    """kafka-python 3.0 leaves an I/O thread behind when an admin client cannot bootstrap; the
-    sink stops it, or a long Kafka outage would pile up one thread per probe. Run in a child:
-    kafka-python also leaves the refused sockets to the garbage collector (ResourceWarning)."""
-    import subprocess
-    import sys
-
-    script = (
-        "import threading\n"
-        "from gateway.config import KafkaConfig\n"
-        "from gateway.kafka_sink import KafkaSink\n"
-        "sink = KafkaSink(KafkaConfig(bootstrap_servers='127.0.0.1:1'), 't-leak')\n"
-        "before = threading.active_count()\n"
-        "for _ in range(2):\n"
-        "    try:\n"
-        "        sink._admin()\n"
-        "    except Exception as exc:\n"
-        "        assert 'bootstrap' in str(exc), exc\n"
-        "print(before, threading.active_count())\n"
-    )
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(int, out.stdout.split())
-    assert after == before
-
-
-def test_the_key_hash_cache_partitions_as_kafka_pythons_default():
-    """Same partition as DefaultPartitioner for every key, also after a topic grows."""
-    import random
-
-    from gateway import kafka_sink
-
-    kafka_sink._import_kafka()
-    from kafka.partitioner.default import DefaultPartitioner
-
-    class Cluster:
-        def __init__(self, partitions: int) -> None:
-            self.partitions = set(range(partitions))
-
-        def topics(self) -> set[str]:
-            return {"t"}
-
-        def partitions_for_topic(self, topic: str) -> set[int] | None:
-            return set(self.partitions) if topic == "t" else None
-
-        def available_partitions_for_topic(self, topic: str) -> set[int]:
-            return set(self.partitions)
-
-    cached, default = kafka_sink._KeyHashCache.make(), DefaultPartitioner()
-    rng = random.Random(5)
-    keys = [rng.randbytes(rng.randrange(0, 24)) for _ in range(2000)] + [b"drone-0001"] * 3
-    for partitions in (1, 3, 7, 3):
-        cluster = Cluster(partitions)
-        for key in keys:
-            assert cached.partition("t", key, key, None, b"v", cluster) == \
-                default.partition("t", key, key, None, b"v", cluster)
-    assert cached.partition("t", None, None, None, b"v", Cluster(1)) == 0  # keyless: the default
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.setup("text", "INFO", io.StringIO())
+        assert logging.getLogger("kafka").level == logging.CRITICAL
+        logs.setup("text", "DEBUG", io.StringIO())
+        assert logging.getLogger("kafka").level == logging.DEBUG
+    finally:
+        logging.getLogger("kafka").setLevel(logging.NOTSET)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -1,0 +1,40 @@
+"""Builds the gateway with its real clients from the config: the paho `Source` and the Kafka
+`Sink` of the configured `kafka.backend`. Building connects to nothing (the threads started by
+`Gateway.start` do, retrying while a broker is down).
+
+Raises: OSError from `build` when `metrics.address` cannot be bound (see `Gateway`).
+"""
+
+from __future__ import annotations
+
+from .config import GatewayConfig, KafkaConfig
+from .kafka_admin import AdminProbe, TopicCreator
+from .mqtt_source import PahoSource
+from .service import Gateway
+from .sink import Sink
+from .systemd import Notifier
+
+
+def build(config: GatewayConfig, *, retire: bool = False,
+          notifier: Notifier | None = None) -> Gateway:
+    """The gateway of `config`, with a `PahoSource` and the backend's `Sink`."""
+    return Gateway(config, source=make_source(config, retire=retire),
+                   sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
+                   notifier=notifier, retire=retire)
+
+
+def make_source(config: GatewayConfig, *, retire: bool = False) -> PahoSource:
+    return PahoSource(config.mqtt, config.mqtt.effective_client_id(),
+                      limit=config.limits.max_in_flight, retire=retire)
+
+
+def make_sink(cfg: KafkaConfig, client_id: str) -> Sink:
+    """kafka-python's or confluent-kafka's adapter; topics and probe use kafka-python's admin."""
+    topics, probe = TopicCreator(cfg, client_id), AdminProbe(cfg, client_id)
+    if cfg.backend == "confluent":
+        from .confluent import ConfluentSink
+
+        return ConfluentSink(cfg, client_id, topics, probe)
+    from .kafka_python import KafkaPythonSink
+
+    return KafkaPythonSink(cfg, client_id, topics, probe)

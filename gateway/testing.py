@@ -1,0 +1,141 @@
+"""In-memory `Source` and `Sink` (source.py, sink.py) for testing the gateway's logic without
+brokers: the service, the ack path, dead letters, retries and stalls, deterministically.
+
+    source, sink = MemorySource(), MemorySink()
+    gw = Gateway(config, source=source, sink=sink); gw.start()
+    source.push(delivery(...), ...)          # one loop pass, delivered on the caller's thread
+    wait_until(lambda: source.acked, ...)     # acks arrive once the sink reported the records
+
+`MemorySink.outcome(record)` decides each send: None (acknowledged: the record is appended to
+`sink.log`, the "topic"), a `SinkError`, or `HOLD` (left in the producer until `release`). Delivery
+reports run on the calling thread, as a library's I/O thread would run them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from .errors import SinkError
+from .records import OutRecord
+from .sink import Report
+from .source import Delivery, Intake, SourceCounts
+
+HOLD = object()  # MemorySink outcome: keep the record in the "producer", no report yet
+
+
+class MemorySource:
+    """A `Source` the test drives: `push` hands a batch to the intake (as one loop pass)."""
+
+    def __init__(self, subscription: str = "$share/test/presacop/v1/drones/+/+") -> None:
+        self.counts = SourceCounts()
+        self.subscription = subscription
+        self.connected = False  # True once started; a test may set it
+        self.paused = False
+        self.acked: list[Delivery] = []
+        self.stopped_with: dict[str, bool] | None = None  # stop()'s end_session, once stopped
+        self._alive = False
+        self._intake: Intake | None = None
+        self._last = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    @property
+    def idle_s(self) -> float:
+        return time.monotonic() - self._last
+
+    def start(self, intake: Intake) -> None:
+        self._intake, self._alive, self.connected = intake, True, True
+
+    def push(self, *deliveries: Delivery) -> None:
+        """Deliver one batch now, on this thread (like the source thread's loop pass)."""
+        assert self._intake is not None, "start() the gateway first"
+        self._last = time.monotonic()
+        self._intake.deliver(list(deliveries))
+
+    def room(self) -> int:
+        assert self._intake is not None
+        return self._intake.room()
+
+    def ack(self, delivery: Delivery) -> None:
+        if delivery.qos > 0:
+            self.acked.append(delivery)
+
+    def die(self) -> None:
+        """Simulate the source's thread dying."""
+        self._alive = False
+
+    def stop(self, timeout: float = 10.0, *, end_session: bool = False) -> None:
+        self._alive = False
+        self.stopped_with = {"end_session": end_session}
+
+
+Outcome = Callable[[OutRecord], "SinkError | object | None"]
+
+
+class MemorySink:
+    """A `Sink` whose outcomes the test decides (see the module docstring)."""
+
+    reports_in_poll = False
+
+    def __init__(self, outcome: Outcome = lambda record: None) -> None:
+        self.outcome = outcome
+        self.log: list[OutRecord] = []  # acknowledged records, in order
+        self.sent: list[OutRecord] = []  # every attempt
+        self.opens = 0
+        self.closes = 0
+        self.open_error: SinkError | None = None  # raised by open() while set
+        self.down = False  # probe() fails while set
+        self._held: dict[int, tuple[OutRecord, Report]] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.open_error is not None:
+            raise self.open_error
+        self.opens += 1
+
+    def send(self, batch: Sequence[tuple[int, OutRecord]], report: Report) -> None:
+        for token, record in batch:
+            with self._lock:
+                self.sent.append(record)
+            result = self.outcome(record)
+            if result is HOLD:
+                with self._lock:
+                    self._held[token] = (record, report)
+            else:
+                self._settle(token, record, report, result)  # type: ignore[arg-type]
+
+    def release(self, outcome: SinkError | None = None) -> int:
+        """Report every held record with `outcome`; how many there were."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for token, (record, report) in held.items():
+            self._settle(token, record, report, outcome)
+        return len(held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _settle(self, token: int, record: OutRecord, report: Report,
+                outcome: SinkError | None) -> None:
+        if outcome is None:
+            with self._lock:
+                self.log.append(record)
+        report(token, outcome)
+
+    def poll(self, timeout: float) -> None:
+        pass
+
+    def close(self, timeout: float) -> None:
+        self.closes += 1
+
+    def probe(self) -> None:
+        if self.down:
+            raise SinkError("kafka down (memory sink)", retriable=True)
+
+    def close_probe(self) -> None:
+        pass
