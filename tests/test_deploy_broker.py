@@ -549,6 +549,28 @@ def test_the_gateway_login_only_reads(connect: Callable[..., Peer]) -> None:
     assert gw.publish(topic("drone-a", "telemetry"), b"forged").value == NOT_AUTHORIZED
 
 
+def test_evidence_goes_up_and_each_receipt_reaches_only_its_drone(
+        connect: Callable[..., Peer]) -> None:
+    gw = gateway(connect)
+    drone_a, drone_b = connect("drone-a"), connect("drone-b")
+    assert drone_a.connack().value == SUCCESS and drone_b.connack().value == SUCCESS
+    assert drone_a.publish(topic("drone-a", "evidence"), b"chunk-a").value == SUCCESS
+    gw.wait_for(b"chunk-a")  # the share group's +/+ covers the evidence topic
+    for drone in (drone_a, drone_b):  # both ask for every receipt; the ACL filters per drone
+        assert [r.value for r in drone.subscribe("presacop/v1/drones/+/evidence/receipt")] == \
+            [GRANTED_QOS_1]
+    sender = connect("presacop-gateway", "gateway-receipts")
+    assert sender.connack().value == SUCCESS
+    for name, payload in (("drone-a", b"for-a"), ("drone-b", b"for-b"), ("drone-a", b"end-a")):
+        assert sender.publish(topic(name, "evidence/receipt"), payload).value == SUCCESS
+    drone_b.wait_for(b"for-b")
+    drone_a.wait_for(b"end-a")  # routed after for-b: had drone-a been sent for-b, it came first
+    assert drone_a.payloads() == [b"for-a", b"end-a"]
+    assert drone_b.payloads() == [b"for-b"]
+    # Last: over TLS the broker drops a connection after refusing a publish (mosquitto#2579).
+    assert drone_a.publish(topic("drone-b", "evidence"), b"spoof").value == NOT_AUTHORIZED
+
+
 def test_a_drone_added_with_mosquitto_passwd_logs_in_after_a_reload(
         broker: ShippedMosquitto, connect: Callable[..., Peer]) -> None:
     # The procedure in presacop.conf's header, with per-listener password files.
