@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sessions(
   created_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts(
   alert_id TEXT PRIMARY KEY, message_id TEXT NOT NULL, state TEXT NOT NULL,
-  received_ms INTEGER NOT NULL, record TEXT NOT NULL, code INTEGER, officer TEXT,
+  received_ms INTEGER NOT NULL, drone_id TEXT NOT NULL, evidence_id TEXT NOT NULL,
+  record TEXT NOT NULL, code INTEGER, officer TEXT,
   decided_ms INTEGER, claimed_by TEXT, claimed_ms INTEGER);
 CREATE INDEX IF NOT EXISTS alerts_queue ON alerts(state, received_ms);
 CREATE TABLE IF NOT EXISTS violations(
@@ -35,8 +36,9 @@ CREATE TABLE IF NOT EXISTS violations(
 CREATE INDEX IF NOT EXISTS violations_day ON violations(day, code_status);
 CREATE INDEX IF NOT EXISTS violations_plate ON violations(plate);
 CREATE TABLE IF NOT EXISTS evidence(
-  message_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, content_type TEXT NOT NULL,
-  size INTEGER NOT NULL, stored_ms INTEGER NOT NULL);
+  drone_id TEXT NOT NULL, evidence_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+  content_type TEXT NOT NULL, size INTEGER NOT NULL, stored_ms INTEGER NOT NULL,
+  PRIMARY KEY(drone_id, evidence_id));
 CREATE TABLE IF NOT EXISTS offsets(
   topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
   PRIMARY KEY(topic, partition));

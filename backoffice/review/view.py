@@ -27,10 +27,12 @@ def apply(conn: sqlite3.Connection, kind: str, rec: Mapping[str, Any]) -> None:
 
 def _alert(conn: sqlite3.Connection, rec: Mapping[str, Any]) -> None:
     row = (rec["alert_id"], rec["message_id"], rec["state"], int(rec["received_ms"]),
-           json.dumps(rec), rec.get("code"), rec.get("officer"), rec.get("decided_ms"))
+           rec["drone_id"], rec["evidence_id"], json.dumps(rec), rec.get("code"),
+           rec.get("officer"), rec.get("decided_ms"))
     conn.execute(
-        "INSERT INTO alerts(alert_id, message_id, state, received_ms, record, code, officer, "
-        "decided_ms) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET "
+        "INSERT INTO alerts(alert_id, message_id, state, received_ms, drone_id, evidence_id, "
+        "record, code, officer, decided_ms) VALUES (?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(alert_id) DO UPDATE SET "
         "state=excluded.state, record=excluded.record, code=excluded.code, "
         "officer=excluded.officer, decided_ms=excluded.decided_ms, claimed_by=NULL "
         "WHERE alerts.state='open' AND excluded.state!='open'", row)
@@ -49,12 +51,17 @@ def _violation(conn: sqlite3.Connection, rec: Mapping[str, Any]) -> None:
 
 
 def _evidence(conn: sqlite3.Connection, rec: Mapping[str, Any]) -> None:
+    """Keyed by (drone, evidence id): the violations of one frame share one image and one
+    record (docs/kafka-records.md), and each alert names its image by `evidence_id`."""
     sha = str(rec["sha256"])
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ValueError(f"evidence record with a bad sha256 {sha[:80]!r}")
-    conn.execute("INSERT OR REPLACE INTO evidence(message_id, sha256, content_type, size, "
-                 "stored_ms) VALUES (?,?,?,?,?)",
-                 (rec["violation_message_id"], sha, rec.get("content_type", "image/jpeg"),
+    if rec["evidence_id"] != sha[:16]:
+        raise ValueError(f"evidence id {str(rec['evidence_id'])[:20]!r} is not the first 8 "
+                         "bytes of its sha256")
+    conn.execute("INSERT OR IGNORE INTO evidence(drone_id, evidence_id, sha256, content_type, "
+                 "size, stored_ms) VALUES (?,?,?,?,?,?)",
+                 (rec["drone_id"], rec["evidence_id"], sha, rec.get("content_type", "image/jpeg"),
                   int(rec["size"]), int(rec["stored_ms"])))
 
 
@@ -66,7 +73,7 @@ def open_alerts(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any
     """Open alerts, oldest first, each with `evidence` (its sha256 or None) and `claimed_by`."""
     rows = conn.execute(
         "SELECT a.record, a.claimed_by, e.sha256 FROM alerts a LEFT JOIN evidence e "
-        "ON e.message_id = a.message_id WHERE a.state='open' "
+        "ON e.drone_id = a.drone_id AND e.evidence_id = a.evidence_id WHERE a.state='open' "
         "ORDER BY a.received_ms, a.alert_id LIMIT ?", (limit,)).fetchall()
     return [dict(json.loads(r["record"]), evidence=r["sha256"], claimed_by=r["claimed_by"])
             for r in rows]
@@ -86,8 +93,8 @@ def violation_row(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row | No
 
 def evidence_of_alert(conn: sqlite3.Connection, alert_id: str) -> sqlite3.Row | None:
     return conn.execute(
-        "SELECT e.* FROM alerts a JOIN evidence e ON e.message_id = a.message_id "
-        "WHERE a.alert_id=?", (alert_id,)).fetchone()
+        "SELECT e.* FROM alerts a JOIN evidence e ON e.drone_id = a.drone_id "
+        "AND e.evidence_id = a.evidence_id WHERE a.alert_id=?", (alert_id,)).fetchone()
 
 
 def find_violations(conn: sqlite3.Connection, query: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -70,6 +70,7 @@ backend = "dir"
 path = "{self.store_dir}"
 """)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.sent: dict[tuple[str, int], Any] = {}  # (drone, seq) -> the violation message
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "presacop.cli", "review", *args,
@@ -108,7 +109,10 @@ path = "{self.store_dir}"
         evidence in the store + its evidence record. Returns the alert id."""
         from review_testlib import violation
 
-        msg = violation(drone, seq, None, plate=f"K{seq:03d}XY")
+        plate = f"K{seq:03d}XY"
+        evidence_id = hashlib.sha256(jpeg(plate)).hexdigest()[:16]  # the drone names its image
+        msg = violation(drone, seq, None, plate=plate, evidence_id=evidence_id)
+        self.sent[(drone, seq)] = msg
         extra = {} if received_ms is None else {"received_ms": received_ms}
         records = gateway_records(msg, self.topics, **extra)
         if image:
@@ -117,8 +121,10 @@ path = "{self.store_dir}"
         return records[1][2]["alert_id"]
 
     def put_image(self, msg: Any) -> tuple[str, bytes, dict[str, Any]]:
+        """Store the image of `msg` (drawn from its plate) and return its evidence record."""
         body = jpeg(msg.plate)
         sha = hashlib.sha256(body).hexdigest()
+        assert msg.evidence_id == sha[:16]
         store = open_store(StoreConfig(backend="dir", path=str(self.store_dir)))
         with tempfile.NamedTemporaryFile(dir=self.base, delete=False) as fh:
             fh.write(body)

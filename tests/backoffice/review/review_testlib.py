@@ -18,10 +18,11 @@ T0 = 1_780_000_000_000
 
 
 def violation(drone: str, seq: int, code: int | None, plate: str = "ABC1234",
-              time_ms: int = T0) -> protocol.Violation:
+              time_ms: int = T0, evidence_id: str | None = None) -> protocol.Violation:
     header = protocol.Header(drone, seq, time_ms, protocol.TimeSource.GPS)
     return protocol.Violation(header, protocol.Position(40.7128, -74.006, 30.0), plate, "NY",
-                              0.62, code, f"{seq:016x}", protocol.Vehicle("TOYOT", "WH", "SUBN"))
+                              0.62, code, evidence_id or f"{seq:016x}",
+                              protocol.Vehicle("TOYOT", "WH", "SUBN"))
 
 
 def gateway_records(msg: protocol.Violation, topics: dict[str, str],

@@ -116,8 +116,6 @@ def test_an_officer_sees_the_evidence_and_sets_the_code(console, browsers, doc_s
 
 
 def test_the_image_replaces_the_placeholder_when_it_arrives(console, browsers):
-    from review_testlib import violation
-
     d = drone()
     aid = console.add_alert(d, 7, image=False)
     (b,) = browsers(1)
@@ -126,7 +124,7 @@ def test_the_image_replaces_the_placeholder_when_it_arrives(console, browsers):
     assert text(b, "evidence-pending")
     from review_testlib import produce
 
-    produce(console.bootstrap, [console.put_image(violation(d, 7, None, plate="K007XY"))])
+    produce(console.bootstrap, [console.put_image(console.sent[(d, 7)])])
     wait_until(lambda: image_loaded(b), 30, "the page to reload itself with the image")
 
 

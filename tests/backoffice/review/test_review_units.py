@@ -3,6 +3,7 @@ and lockout, sessions and CSRF, the atomic claim, code parsing, the view, the st
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -471,3 +472,18 @@ def test_the_sample_config_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[3] / "deploy" / "review.toml")
     assert cfg.kafka.security_protocol == "SASL_SSL" and cfg.review.secure_cookies
+
+
+def test_violations_of_one_frame_share_its_image(db):
+    from review_testlib import evidence_record
+
+    image = b"\xff\xd8 one frame, two cars"
+    eid = hashlib.sha256(image).hexdigest()[:16]
+    first, second = (violation("d1", s, None, evidence_id=eid) for s in (1, 2))
+    feed(db, first, second)
+    with db.connect() as conn:
+        record = evidence_record(first, image, "file:///x")  # under the first violation's id
+        view.apply(conn, view.EVIDENCE, record)
+        assert [a["evidence"] for a in view.open_alerts(conn)] == [record["sha256"]] * 2
+        with pytest.raises(ValueError, match="first 8 bytes"):
+            view.apply(conn, view.EVIDENCE, {**record, "evidence_id": "0" * 16})
