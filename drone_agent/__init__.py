@@ -7,7 +7,8 @@ package stays cheap.
 Modules, one concept each: `config` (AgentConfig), `agent` (the threads), `outbox` (SQLite queue),
 `evidence` (JPEG store with quota), `dedupe`, `publisher` (paho-mqtt), `plugins` (factory loading),
 `timesource`, `hardware` and `recognizer` (the interfaces), `stub_recognizer`, `opencv_camera`,
-`replay_position`, `fixed_sources`, `cli`.
+`replay_position`, `fixed_sources`, `mavlink_source` (+ `mavlink_link`, `mavlink_transport`: the
+flight controller), `gpsd_source`, `shared_link`, `source_extras`, `cli`.
 
 Errors (all in `drone_agent.errors` except `HardwareError`, which lives with the interfaces)::
 
@@ -17,6 +18,7 @@ Errors (all in `drone_agent.errors` except `HardwareError`, which lives with the
     +-- OutboxError       the outbox database is unusable (corrupt, foreign schema, seq exhausted)
     +-- EvidenceRefused   the evidence store cannot keep a JPEG (quota, free disk); .evidence_id
     +-- HardwareError     a device failed for good (also a RuntimeError, as in the contract)
+        +-- AutopilotTimeout  no MAVLink HEARTBEAT in time (`mavlink_link.wait_connected`)
 
 Bad configuration raises `common.config.ConfigError` (a ValueError) naming the key.
 """

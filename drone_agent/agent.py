@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drone_agent import messages, plugins
+from drone_agent import messages, plugins, source_extras
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import Dedupe
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
@@ -40,6 +40,7 @@ from drone_agent.hardware import (
     PositionSource,
     PowerReading,
     PowerSource,
+    TimeReference,
 )
 from drone_agent.outbox import Outbox
 from drone_agent.publisher import Publisher
@@ -84,15 +85,18 @@ class Agent:
     """One drone's agent. Use `start()`/`stop()` or as a context manager."""
 
     def __init__(self, config: AgentConfig, *, camera: Camera, position: PositionSource,
-                 power: PowerSource, recognizer: Recognizer | None = None) -> None:
+                 power: PowerSource, recognizer: Recognizer | None = None,
+                 time_reference: TimeReference | None = None) -> None:
         """Raises `PluginError` if `recognizer` is None and config's recognizer cannot be built."""
         self.config = config
         self.camera, self.position, self.power = camera, position, power
+        self.time_reference = time_reference  # GNSS time other than the fixes' (clock.factory)
         self.recognizer: Recognizer = recognizer if recognizer is not None else plugins.build(
             plugins.RECOGNIZER, config.recognizer.factory, config.recognizer.options)
         self.data_dir = Path(config.data_dir)
         self.dedupe = Dedupe(config.violations.dedupe_window_s)
-        self.clock = TimeSourceDetector(config.clock.sync_check, config.clock.gps_tolerance_s)
+        self.clock = TimeSourceDetector(config.clock.sync_check, config.clock.gps_tolerance_s,
+                                        reference=time_reference)
         self.outbox: Outbox | None = None
         self.evidence: EvidenceStore | None = None
         self.publisher: Publisher | None = None
@@ -171,7 +175,8 @@ class Agent:
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             log.warning("threads still running after stop: %s", ", ".join(stuck))
-        for source in (self.camera, self.position, self.power, self.recognizer):
+        for source in (self.camera, self.position, self.power, self.recognizer,
+                       self.time_reference):
             self._close_quietly(source)
         if self.outbox is not None and not stuck:
             self.outbox.close()
@@ -214,6 +219,7 @@ class Agent:
         out["evidence_uploaded"] = ev.uploaded if ev else 0
         if self.uploader is not None:
             out.update(self.uploader.stats())
+        out.update(source_extras.stats(self.position, self.power, self.time_reference))
         live = ob is not None and not self._stopped
         out["flags"] = int(self._flags(self._last_fix, self._last_power) if live
                            else self._last_flags)
@@ -411,7 +417,7 @@ class Agent:
             self._outbox_full_latched = False  # reported once; the outbox has room again
 
     def _flags(self, fix: Fix | None, power: PowerReading | None) -> StatusFlags:
-        flags = StatusFlags.NONE
+        flags = source_extras.status_flags(self.position, self.power, self.time_reference)
         if power is not None and power.low:
             flags |= StatusFlags.BATTERY_LOW
         if fix is None:
@@ -510,8 +516,9 @@ def from_config(config: AgentConfig) -> Agent:
     """Build the camera, position, power and recognizer that `config` names, and the agent.
 
     Raises `PluginError` naming the config key; parts already built are closed."""
+    reference = ((plugins.CLOCK, config.clock),) if config.clock.factory else ()
     parts = ((plugins.CAMERA, config.camera), (plugins.POSITION, config.position),
-             (plugins.POWER, config.power), (plugins.RECOGNIZER, config.recognizer))
+             (plugins.POWER, config.power), (plugins.RECOGNIZER, config.recognizer), *reference)
     for part, section in parts:  # every name resolves before any device is opened
         plugins.resolve(part, section.factory)
     built: list[Any] = []
@@ -522,5 +529,6 @@ def from_config(config: AgentConfig) -> Agent:
         for thing in built:
             Agent._close_quietly(thing)
         raise
-    camera, position, power, recognizer = built
-    return Agent(config, camera=camera, position=position, power=power, recognizer=recognizer)
+    camera, position, power, recognizer, *clock = built
+    return Agent(config, camera=camera, position=position, power=power, recognizer=recognizer,
+                 time_reference=clock[0] if clock else None)

@@ -167,15 +167,15 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class PositionConfig:
-    factory: str = field(doc="Entry point name (group presacop.positions: replay, fixed) or "
-                             "'package.module:callable'.", check=_factory_spec)
+    factory: str = field(doc="Entry point name (group presacop.positions: replay, fixed, "
+                             "mavlink, gpsd) or 'package.module:callable'.", check=_factory_spec)
     options: dict[str, Any] = field(default_factory=dict, doc="Keyword arguments for the factory.")
 
 
 @dataclass(frozen=True)
 class PowerConfig:
-    factory: str = field("fixed", doc="Entry point name (group presacop.power) or "
-                                      "'package.module:callable'.", check=_factory_spec)
+    factory: str = field("fixed", doc="Entry point name (group presacop.power: fixed, mavlink) "
+                                      "or 'package.module:callable'.", check=_factory_spec)
     options: dict[str, Any] = field(default_factory=dict, doc="Keyword arguments for the factory.")
 
 
@@ -186,6 +186,11 @@ class ClockConfig:
     gps_tolerance_s: float = field(
         2.0, doc="time_source is GPS only if the clock is within this of the GPS time.",
         check=_positive)
+    factory: str = field(
+        "", doc="GNSS time reference other than the position source's fixes: entry point name "
+                "(group presacop.clocks: mavlink, gpsd) or 'package.module:callable'; empty = "
+                "the fixes' own GPS time.", check=lambda v: _factory_spec(v) if v else None)
+    options: dict[str, Any] = field(default_factory=dict, doc="Keyword arguments for the factory.")
 
 
 @dataclass(frozen=True)

@@ -78,5 +78,20 @@ class PowerSource(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class TimeReference(Protocol):
+    """A GNSS-disciplined clock other than the position source (config `clock.factory`)."""
+
+    def gnss_time(self) -> float | None:
+        """Unix seconds now by the reference, or None while it does not know."""
+
+    def close(self) -> None: ...
+
+
+# Optional methods any source above may have (the MAVLink and gpsd sources do):
+#   status_flags() -> protocol.StatusFlags   flags it raises now (AUTOPILOT_LOST), ORed in
+#   stats() -> dict[str, int]                counters merged into Agent.stats()
+
+
 class HardwareError(AgentError, RuntimeError):
     """A device failed in a way retrying will not fix (camera unplugged, file missing)."""

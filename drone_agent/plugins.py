@@ -1,9 +1,9 @@
-"""Build the pluggable parts (recognizer, camera, position, power) from config.
+"""Build the pluggable parts (recognizer, camera, position, power, clock) from config.
 
 A factory is named in config either as a dotted path, ``package.module:callable``, or as an entry
 point name in the part's group (``presacop.recognizers``, ``presacop.cameras``,
-``presacop.positions``, ``presacop.power``). The factory is called with the part's ``options``
-table as keyword arguments and must return an object with the part's methods.
+``presacop.positions``, ``presacop.power``, ``presacop.clocks``). The factory is called with the
+part's ``options`` table as keyword arguments and must return an object with the part's methods.
 
 Raises: `PluginError` naming the config key and what failed (unknown entry point, module not
 found, attribute missing, not callable, the factory raised, the result lacks a method);
@@ -35,6 +35,7 @@ RECOGNIZER = Part("recognizer", "presacop.recognizers", ("recognize",))
 CAMERA = Part("camera", "presacop.cameras", ("read", "close"))
 POSITION = Part("position", "presacop.positions", ("fix", "close"))
 POWER = Part("power", "presacop.power", ("read", "close"))
+CLOCK = Part("clock", "presacop.clocks", ("gnss_time", "close"))  # optional time reference
 
 
 def resolve(part: Part, spec: str) -> Callable[..., Any]:

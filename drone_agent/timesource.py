@@ -3,7 +3,8 @@
 Messages carry `time.time()`; `time_source` says how far to trust it. A Pi has no RTC, so until
 GPS or NTP sets the clock it runs from the time saved at the last shutdown.
 
-- GPS: the position source reports GNSS time and the system clock agrees with it (within
+- GPS: the position source reports GNSS time (or, when one is configured, the time reference:
+  `clock.factory`, e.g. the autopilot's SYSTEM_TIME) and the system clock agrees with it (within
   `gps_tolerance_s`). A GPS fix next to a wrong clock does not make the clock right.
 - NTP: the kernel says the clock is synchronised (adjtimex, no privileges needed; set by
   systemd-timesyncd, chrony or ntpd), or /run/systemd/timesync/synchronized exists, or config says
@@ -19,7 +20,7 @@ import os
 import time
 from typing import Literal
 
-from drone_agent.hardware import Fix
+from drone_agent.hardware import Fix, TimeReference
 from protocol import TimeSource
 
 TIMESYNCD_FLAG = "/run/systemd/timesync/synchronized"
@@ -60,19 +61,28 @@ class TimeSourceDetector:
     """Decides `TimeSource` for each message; the NTP answer is cached for `CACHE_S`."""
 
     def __init__(self, sync_check: Literal["auto", "assume_synced", "assume_unsynced"] = "auto",
-                 gps_tolerance_s: float = 2.0) -> None:
+                 gps_tolerance_s: float = 2.0, reference: TimeReference | None = None) -> None:
         self.sync_check = sync_check
         self.gps_tolerance_s = gps_tolerance_s
+        self.reference = reference  # replaces the fixes' gps_time when given
         self._ntp: bool | None = None
         self._asked_at = float("-inf")
 
     def source(self, fix: Fix | None, now: float | None = None) -> TimeSource:
         """The time source for a message stamped `now` (default `time.time()`)."""
         now = time.time() if now is None else now
-        if fix is not None and fix.gps_time is not None \
-                and abs(fix.gps_time - now) <= self.gps_tolerance_s:
+        gps = self._gnss_time(fix)
+        if gps is not None and abs(gps - now) <= self.gps_tolerance_s:
             return TimeSource.GPS
         return TimeSource.NTP if self._synced() else TimeSource.UNSYNCED
+
+    def _gnss_time(self, fix: Fix | None) -> float | None:
+        if self.reference is None:
+            return fix.gps_time if fix is not None else None
+        try:
+            return self.reference.gnss_time()
+        except Exception:  # a plug-in's failure means "no GNSS time", never no message
+            return None
 
     def _synced(self) -> bool:
         if self.sync_check != "auto":

@@ -4,6 +4,8 @@
   ground truth, deterministic for a seed.
 - `hw_sim.position.RoutePosition`: a GPS flying real NYC street routes.
 - `hw_sim.power.SimBattery`: a draining 4S LiPo.
+- `hw_sim.autopilot.SimAutopilot`: a simulated PX4 speaking MAVLink 2 over UDP (pymavlink).
+- `hw_sim.nmea`: an NMEA log of a route, for gpsd's gpsfake.
 - `hw_sim.link.LinkProxy`: a real TCP proxy to the broker that can be cut, stalled and slowed.
 - `hw_sim.fleet.Fleet`: N real agents on simulated hardware, each behind its own LinkProxy.
 - `hw_sim.nyc`: the NYC tables (routes, plate formats, vehicle values), sources in docs/hw_sim.md.

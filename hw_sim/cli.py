@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         default="ERROR", help="agent and simulator log lines to stderr "
                         "(default ERROR: the reconnect warnings a link cut causes are expected)")
+    parser.add_argument("--position-source", choices=("route", "mavlink"), default="route",
+                        help="route: agents read the simulated GPS directly; mavlink: each drone "
+                             "flies on a simulated autopilot its agent reads over MAVLink 2 (UDP)")
     # For --processes: a child runs drones first-index.. and reports JSON lines to its parent.
     parser.add_argument("--first-index", type=_int_in("--first-index", 0, 9999), default=1,
                         help=argparse.SUPPRESS)
@@ -206,7 +209,8 @@ def _run_fleet(args: argparse.Namespace) -> int:
                       camera={"width": args.resolution[0], "height": args.resolution[1],
                               "fps": args.fps, "violation_rate": args.violation_rate},
                       recognizer={"unqualified_rate": args.unqualified_rate},
-                      link_faults=args.link_faults, first_index=args.first_index)
+                      link_faults=args.link_faults, first_index=args.first_index,
+                      autopilot=args.position_source == "mavlink")
     except ValueError as exc:
         print(f"presacop sim: {exc}", file=sys.stderr)
         return 2
@@ -281,7 +285,8 @@ def _summary(stats: dict[str, Any], routes: dict[str, str], events: list[Any], d
     drones = {drone_id: {"route": routes.get(drone_id, ""),
                          **{k: row.get(k, 0) for k, _ in _COLUMNS},
                          "accepted": row.get("accepted", 0), "captured": row.get("captured", 0),
-                         "telemetry": row.get("telemetry", 0), "refused": row.get("refused", 0)}
+                         "telemetry": row.get("telemetry", 0), "refused": row.get("refused", 0),
+                         "mavlink_messages": row.get("mavlink_messages", 0)}  # from the autopilot
               for drone_id, row in stats["drones"].items()}
     return {"drones": drones, "totals": add_totals(list(drones.values())),
             "elapsed_s": stats["elapsed_s"],

@@ -135,6 +135,7 @@ class Drone:
     battery: SimBattery
     agent: Any = None
     accepted: list[protocol.Violation] = field(default_factory=list)
+    autopilot: Any = None  # a hw_sim.autopilot.SimAutopilot when the fleet flies on MAVLink
 
 
 class Fleet:
@@ -151,6 +152,8 @@ class Fleet:
         agent: overrides of the agent config as a nested dict, e.g. {"telemetry": {"period_s": 5}}.
         link_faults: random cuts for every drone, or None.
         id_prefix, first_index: drone ids are f"{id_prefix}-{index:04d}" from first_index.
+        autopilot: each drone's route and battery fly on a simulated flight controller
+            (`hw_sim.autopilot`) that its agent reads over MAVLink 2 (the `mavlink` sources).
 
     Raises:
         ValueError: bad counts or options (at construction, before anything starts).
@@ -164,7 +167,7 @@ class Fleet:
                  recognizer: Mapping[str, Any] | None = None,
                  agent: Mapping[str, Any] | None = None,
                  link_faults: LinkFaults | None = None,
-                 id_prefix: str = "sim", first_index: int = 1) -> None:
+                 id_prefix: str = "sim", first_index: int = 1, autopilot: bool = False) -> None:
         if not isinstance(n_drones, int) or not 1 <= n_drones <= 1000:
             raise ValueError(f"Fleet n_drones must be 1..1000, got {n_drones!r}")
         if not 0 <= first_index <= 9999 - n_drones + 1:
@@ -184,6 +187,7 @@ class Fleet:
         }
         self.agent_overrides = dict(agent or {})
         self.link_faults = link_faults
+        self.autopilot = autopilot
         self.drone_ids = [f"{id_prefix}-{i:04d}" for i in range(first_index,
                                                                 first_index + n_drones)]
         if not _DRONE_ID_RE.fullmatch(self.drone_ids[-1]):
@@ -246,6 +250,8 @@ class Fleet:
             t.join(timeout + 5.0)
         for d in drones:
             d.proxy.stop()
+            if d.autopilot is not None:
+                d.autopilot.stop()
 
     def __enter__(self) -> Fleet:
         return self.start()
@@ -355,8 +361,13 @@ class Fleet:
         recognizer = StubRecognizer(seed=self._seed(number, "recognizer"),
                                     **self.options["recognizer"])
         self.drones[drone_id] = drone  # stop() finds the proxy even if the agent fails below
+        position, power = drone.position, drone.battery
+        if self.autopilot:
+            from hw_sim.autopilot import fly_on_autopilot  # pymavlink only when asked for
+
+            drone.autopilot, position, power = fly_on_autopilot(drone.position, drone.battery)
         drone.agent = Agent(self._agent_config(drone), camera=drone.camera,
-                            position=drone.position, power=drone.battery, recognizer=recognizer)
+                            position=position, power=power, recognizer=recognizer)
         drone.agent.start()
         self._tap(drone)
         drone.camera.resume()  # frames flow only once the tap is in place: nothing is missed

@@ -10,6 +10,7 @@ outbox (kept on disk in --data-dir, not lost), 2 for bad flags or a fleet that c
 Examples:
   presacop sim --drones 3 --broker 127.0.0.1:1883 --duration 60
   presacop sim --drones 20 --processes 2 --link-faults every=30,down=5 --json
+  presacop sim --drones 2 --position-source mavlink   # each on a simulated MAVLink autopilot
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def _child_command(args: argparse.Namespace, count: int, first: int) -> list[str
            "--unqualified-rate", str(args.unqualified_rate),
            "--drain", str(args.drain), "--interval", str(args.interval),
            "--log-level", args.log_level]
+    cmd += ["--position-source", args.position_source]
     if args.link_faults is not None:
         lf = args.link_faults
         cmd += ["--link-faults",

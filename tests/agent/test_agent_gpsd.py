@@ -1,0 +1,130 @@
+"""The `gpsd` sources against a real gpsd: Debian's gpsfake runs a private gpsd on a free port and
+feeds it an NMEA log that hw_sim writes from a NYC route (the system gpsd is never touched)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_helpers import Collector, config_dict
+
+import protocol
+from common.config import from_dict
+from drone_agent.agent import from_config
+from drone_agent.config import AgentConfig
+from drone_agent.gpsd_source import GpsdPosition, GpsdTime
+from hw_sim.nmea import Epoch, epochs, write_log
+from hw_sim.position import RoutePosition
+from presacop.stack.ports import free_port
+from protocol import StatusFlags
+from tests.support import wait_until
+
+SENTENCE_DELAY_S = 0.1  # gpsfake -c: three sentences an epoch, so 0.3 s per epoch
+FIX_LOSS = (5.0, 3.0)  # epochs 5..7 of each pass have no fix
+
+
+@pytest.fixture(scope="module")
+def track(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Epoch]]:
+    route = RoutePosition(seed=11, speed_mps=12.0, altitude_m=57.0)
+    items = epochs(route, seconds=14, rate_hz=1.0, fix_loss=FIX_LOSS)
+    return write_log(tmp_path_factory.mktemp("nmea") / "route.nmea", items), items
+
+
+@pytest.fixture
+def gpsd(track: tuple[Path, list[Epoch]], tmp_path: Path) -> Iterator[int]:
+    """gpsfake (its own gpsd) replaying the log in a loop on 127.0.0.1:<port>; stopped by PID."""
+    assert shutil.which("gpsfake"), "gpsfake missing: apt-get install gpsd gpsd-clients"
+    port = free_port()
+    log = (tmp_path / "gpsfake.log").open("wb")
+    proc = subprocess.Popen(["gpsfake", "-P", str(port), "-c", str(SENTENCE_DELAY_S),
+                             str(track[0])], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() or True,
+                   15, f"gpsd listening on {port}", ignoring=(OSError,))
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)  # gpsfake stops and reaps its gpsd
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # only when it hangs; its gpsd would outlive it
+            proc.wait(5)
+        log.close()
+
+
+def _matches(lat: float, lon: float, items: list[Epoch]) -> Epoch | None:
+    """The epoch at (lat, lon) within the protocol's 1e-7 degree (NMEA carries ~2e-8)."""
+    for e in items:
+        if e.has_fix and abs(e.fix.lat - lat) <= 1.01e-7 and abs(e.fix.lon - lon) <= 1.01e-7:
+            return e
+    return None
+
+
+def test_agent_telemetry_follows_gpsd_and_flags_the_fix_loss(
+        tmp_path: Path, mosquitto_factory, gpsd: int, track: tuple[Path, list[Epoch]]) -> None:
+    items = track[1]
+    broker = mosquitto_factory()
+    collector = Collector(broker.host, broker.port, "gpsd-collector")
+    data = config_dict(tmp_path / "data", broker.port)
+    data["position"] = {"factory": "gpsd", "options": {"port": gpsd}}
+    data["camera"] = {"factory": "agent_helpers:FakeCamera", "options": {"period": 0.1}}
+    agent = from_config(from_dict(AgentConfig, data, env={}))
+    telemetry = lambda: [r.message for r in collector.of(protocol.Telemetry)]  # noqa: E731
+    try:
+        agent.start()
+        with_fix = wait_until(lambda: [t for t in telemetry()
+                                       if not t.flags & StatusFlags.GPS_NO_FIX][3:], 20,
+                              "4 telemetry messages with gpsd's fix")
+        no_fix = wait_until(lambda: [t for t in telemetry()[len(with_fix):]
+                                     if t.flags & StatusFlags.GPS_NO_FIX], 20,
+                            "GPS_NO_FIX during the log's fix loss")
+        after = len(telemetry())
+        wait_until(lambda: [t for t in telemetry()[after:] if not t.flags & StatusFlags.GPS_NO_FIX],
+                   20, "the fix back after the loss")
+    finally:
+        agent.stop(timeout=10.0)
+        collector.close()
+    for t in with_fix:
+        epoch = _matches(t.position.lat, t.position.lon, items)
+        assert epoch is not None, f"telemetry at {t.position} is no epoch of the log"
+        assert t.position.alt_m == round(epoch.fix.alt_m)
+        assert t.heading_deg == pytest.approx(epoch.fix.heading_deg, abs=0.051)
+        assert t.speed_mps == pytest.approx(epoch.fix.speed_mps, abs=0.051)
+    assert not no_fix[0].flags & StatusFlags.AUTOPILOT_LOST
+    stats = agent.stats()
+    assert stats["gpsd_reports"] >= 5 and stats["gpsd_bad_lines"] == 0
+
+
+def test_position_and_clock_share_one_connection_and_carry_the_receivers_time(
+        gpsd: int, track: tuple[Path, list[Epoch]]) -> None:
+    items = track[1]
+    position = GpsdPosition(port=gpsd, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    clock = GpsdTime(port=gpsd)
+    try:
+        assert clock.link is position.link
+        fix = wait_until(position.fix, 15, "a fix from gpsd")
+        assert _matches(fix.lat, fix.lon, items) is not None
+        now = wait_until(clock.gnss_time, 5, "gpsd's time")
+        assert items[0].time - 1 <= now <= items[-1].time + 5  # the log's clock, carried forward
+        stats = position.stats()
+        assert stats["gpsd_connected"] == 1 and stats["gpsd_reconnects"] == 1
+    finally:
+        position.close()
+        clock.close()
+    assert not position.link._thread.is_alive()
+
+
+def test_unreachable_gpsd_is_retried_and_counted() -> None:
+    position = GpsdPosition(port=free_port(), reconnect_min_s=0.05, reconnect_max_s=0.1)
+    try:
+        wait_until(lambda: position.stats()["gpsd_connect_failures"] >= 3, 10,
+                   "three failed connection attempts")
+        assert position.fix() is None and position.gnss_time() is None
+    finally:
+        position.close()
