@@ -91,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=_int_between(0, 2**31 - 1, "the seed"), default=None,
                         help="seed of the drones' hardware and the link cuts (default: random, "
                         "printed in the summary)")
+    parser.add_argument("--position-source", choices=("route", "mavlink"), default="route",
+                        help="mavlink: each drone flies on a simulated autopilot that its agent "
+                        "reads over MAVLink 2 on UDP (default route: the simulated GPS directly)")
     parser.add_argument("--json", action="store_true",
                         help="print the summary as one JSON object on stdout (progress goes to "
                         "stderr)")

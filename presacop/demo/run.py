@@ -89,7 +89,8 @@ class Demo:
         assert self.workdir is not None
         return Fleet(self.args.drones, ep.mqtt_host, ep.mqtt_port, self.workdir / "drones",
                      seed=self.seed, recognizer={"unqualified_rate": DEMO_UNQUALIFIED_RATE},
-                     agent=DEMO_AGENT, id_prefix=f"demo-{self.run_id}")
+                     agent=DEMO_AGENT, id_prefix=f"demo-{self.run_id}",
+                     autopilot=self.args.position_source == "mavlink")
 
     def _fly(self) -> None:
         args, fleet = self.args, self.fleet
