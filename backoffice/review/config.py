@@ -45,8 +45,6 @@ class ServeConfig:
                             "consumer group (`<console_id>-view`).", check=_non_empty)
     audit_topic: str = field("presacop.audit", doc="Audit records (logins, failed logins, "
                              "decisions, account changes).", check=_topic)
-    evidence_topic: str = field("presacop.evidence", doc="Evidence records (where each "
-                                "violation's image is stored).", check=_topic)
 
 
 @dataclasses.dataclass(frozen=True)

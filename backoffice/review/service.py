@@ -44,7 +44,7 @@ class Console:
                                    console_id=r.console_id)
         self.feeder = Feeder(self.db, settings, {ALERT: topics.alerts,
                                                  VIOLATION: topics.violations,
-                                                 EVIDENCE: r.evidence_topic},
+                                                 EVIDENCE: topics.evidence},
                              group_id=f"{r.console_id}-view")
         k = cfg.kafka
         create = (k.partitions, k.replication_factor) if k.create_topics else None

@@ -53,7 +53,6 @@ port = {self.port}
 state_dir = "{base / 'state'}"
 console_id = "review-test-{tag}"
 audit_topic = "{t['audit']}"
-evidence_topic = "{t['evidence']}"
 max_failures = 3
 {served}
 
@@ -64,6 +63,7 @@ violations = "{t['violations']}"
 alerts = "{t['alerts']}"
 telemetry = "{t['telemetry']}"
 deadletter = "{t['deadletter']}"
+evidence = "{t['evidence']}"
 
 [evidence.store]
 backend = "dir"
