@@ -61,14 +61,22 @@ ENVELOPE_MAX = Telemetry(replace(HEADER, seq=2**32 - 1), Position(-89.9999999, -
                          359.9, 25.5, 100, _ALL_FLAGS)
 ABSOLUTE_MAX = Telemetry(replace(HEADER, seq=2**32 - 1), Position(90, 180, 10000), 359.9, 200,
                          100, _ALL_FLAGS)
+# A signature's size does not depend on its value: a placeholder measures it (1.1, key id < 128).
+_SIGNED = {"key_id": 0, "signature": bytes(protocol.SIGNATURE_SIZE)}
+# The largest violation without vehicle details (every field at its widest encoding).
+VIOLATION_MAX = Violation(replace(HEADER, seq=2**32 - 1), Position(-89.9999999, -179.9999999, -1000),
+                          "ABCD1234", "NY", 0.93, 21, "0123456789abcdef")
 SIZE_SAMPLES: dict[str, protocol.Message] = {
     "telemetry": TELEMETRY,
     "telemetry envelope max": ENVELOPE_MAX,
     "telemetry absolute max": ABSOLUTE_MAX,
     **{k: v for k, v in SAMPLES.items() if k != "telemetry"},
+    "violation signed": replace(VIOLATION, **_SIGNED),
+    "violation signed max": replace(VIOLATION_MAX, **_SIGNED),
+    "violation+vehicle signed": replace(SAMPLES["violation+vehicle"], **_SIGNED),
 }
 TARGETS = {"telemetry": 32, "telemetry envelope max": 32, "telemetry absolute max": 32,
-           "violation": 64}
+           "violation": 64, "violation signed": 128, "violation signed max": 128}
 DERIVED = ("message_id", "time", "qualified", "schema")  # JSON conveniences, not facts
 
 

@@ -9,6 +9,8 @@ docs/protocol-vectors.json.
     to_json(msg) -> dict            from_json(d) -> msg
     topic(drone_id, kind) -> str    parse_topic(topic) -> (drone_id, kind)
     message_id(msg) -> "<drone_id>:<seq>"
+    signing_input(topic, payload) -> bytes  what a signed violation's signature covers (1.1)
+    with_signature(topic, payload, sig)     the payload with its signature put in place
 
 Evidence upload frames (schema 1.1; their own topics, see docs/protocol.md section 14):
 
@@ -65,15 +67,18 @@ from protocol._messages import (
     kind_of,
     message_id,
 )
+from protocol._signature import KEY_ID_MAX, SIGNATURE_SIZE, signing_input, with_signature
 from protocol._topics import SUBSCRIPTION, parse_topic, topic
 
 __all__ = [
     "ERROR_CODES",
+    "KEY_ID_MAX",
     "MAX_CHUNK_SIZE",
     "MAX_EVIDENCE_MESSAGE",
     "MAX_EVIDENCE_SIZE",
     "MAX_MESSAGE_SIZE",
     "SCHEMA_VERSION",
+    "SIGNATURE_SIZE",
     "SUBSCRIPTION",
     "VIOLATION_CODES",
     "EvidenceChunk",
@@ -109,6 +114,8 @@ __all__ = [
     "parse_evidence_topic",
     "parse_topic",
     "receipt_topic",
+    "signing_input",
     "to_json",
     "topic",
+    "with_signature",
 ]

@@ -47,6 +47,7 @@ from protocol._messages import (
     Vehicle,
     Violation,
 )
+from protocol._signature import KEY_ID_MAX, SIGNATURE_SIZE
 from protocol._topics import parse_topic
 
 SCHEMA_MAJOR = 1
@@ -75,14 +76,19 @@ FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.TELEMETRY: (*_HEADER_FIELDS, *_POSITION_FIELDS,
                      "heading_deg", "speed_mps", "battery_pct", "flags", "flags_ext"),
     Kind.VIOLATION: (*_HEADER_FIELDS, *_POSITION_FIELDS, "plate", "region", "confidence", "code",
-                     "evidence_id", "vehicle.make", "vehicle.colour", "vehicle.body"),
+                     "evidence_id", "vehicle.make", "vehicle.colour", "vehicle.body",
+                     "key_id", "signature"),
     Kind.STATUS: (*_HEADER_FIELDS, "online"),
 }
-_OPTIONAL_TAIL = {Kind.TELEMETRY: 1, Kind.VIOLATION: 3, Kind.STATUS: 0}  # may be absent or nil
+_OPTIONAL_TAIL = {Kind.TELEMETRY: 1, Kind.VIOLATION: 5, Kind.STATUS: 0}  # may be absent or nil
 _VIOLATION_REQUIRED = len(FIELDS[Kind.VIOLATION]) - _OPTIONAL_TAIL[Kind.VIOLATION]
 # The minor that appended each field after 1.0 (append-only: a kind's fields are in minor order).
 # A payload of an older minor carrying such a field has an extra field.
-_ADDED_IN: dict[tuple[Kind, str], int] = {(Kind.TELEMETRY, "flags_ext"): 1}
+_ADDED_IN: dict[tuple[Kind, str], int] = {
+    (Kind.TELEMETRY, "flags_ext"): 1,
+    (Kind.VIOLATION, "key_id"): 1,
+    (Kind.VIOLATION, "signature"): 1,
+}
 # Logical fields a message of (kind, minor) may carry; newer minors than ours: every field we know.
 _KNOWN_FIELDS: dict[tuple[Kind, int], int] = {
     (kind, minor): sum(1 for name in names if _ADDED_IN.get((kind, name), 0) <= minor)
@@ -189,11 +195,31 @@ def _violation_body(msg: Violation, err: ErrorClass) -> list[Any]:
         v.violation_code(msg.code, "$.code", err),
         v.evidence_from_hex(msg.evidence_id, "$.evidence_id", err),
     ]
-    if msg.vehicle is not None:
-        body += _vehicle_to_wire(msg.vehicle, err)
+    if msg.vehicle is not None or msg.key_id is not None or msg.signature is not None:
+        body += _vehicle_to_wire(msg.vehicle or Vehicle(), err)
+    if msg.key_id is not None or msg.signature is not None:
+        body += _signature_to_wire(msg.key_id, msg.signature, err)
     while len(_HEADER_FIELDS) + len(body) > _VIOLATION_REQUIRED and body[-1] is None:
         body.pop()  # canonical form: trailing absent details are left out, not sent as nil
     return body
+
+
+def _signature_to_wire(key_id: object, signature: object, err: ErrorClass) -> list[Any]:
+    """1.1's key_id and signature: both or neither (a signed message writes the vehicle details
+    before them, as nil when unknown)."""
+    if key_id is None or signature is None:
+        missing = "$.key_id" if key_id is None else "$.signature"
+        raise err("missing_field", "key_id and signature go together", missing)
+    return [v.int_in(key_id, "$.key_id", 0, KEY_ID_MAX, err), _signature(signature, err)]
+
+
+def _signature(value: object, err: ErrorClass) -> bytes:
+    if not isinstance(value, bytes):
+        raise err("bad_type", f"expected bin 64, got {type(value).__name__}", "$.signature")
+    if len(value) != SIGNATURE_SIZE:
+        raise err("bad_type", f"expected {SIGNATURE_SIZE} bytes, got {len(value)}",
+                  "$.signature")
+    return value
 
 
 def _vehicle_to_wire(vehicle: object, err: ErrorClass) -> list[str | None]:
@@ -223,6 +249,9 @@ def unpack(data: object, kind: Kind | None = None) -> list[Any]:
     (with field paths of `kind` when it is known)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise RemoteProtocolError("bad_type", f"expected bytes, got {type(data).__name__}", "$")
+    if isinstance(data, memoryview) and (data.itemsize != 1 or not data.c_contiguous):
+        # msgpack raises BufferError for a view of multi-byte items: read its bytes instead.
+        data = data.cast("B") if data.c_contiguous else data.tobytes()
     size = memoryview(data).nbytes
     if size > MAX_MESSAGE_SIZE:
         # The version goes first (protocol.md): another major may allow larger messages.
@@ -423,4 +452,8 @@ def _violation_from_wire(header: Header, fields: Sequence[Any]) -> Violation:
         v.optional_text(details[1], "$.vehicle.colour", v.VEHICLE_TEXT_RE, err),
         v.optional_text(details[2], "$.vehicle.body", v.VEHICLE_TEXT_RE, err),
     )
-    return Violation(header, position, plate, region, confidence, code, evidence, vehicle)
+    key_id, signature = [*fields[17:19], None, None][:2]
+    if key_id is not None or signature is not None:
+        key_id, signature = _signature_to_wire(key_id, signature, err)
+    return Violation(header, position, plate, region, confidence, code, evidence, vehicle,
+                     key_id, signature)

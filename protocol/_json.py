@@ -48,10 +48,11 @@ KEYS: dict[Kind, tuple[str, ...]] = {
     Kind.TELEMETRY: (*_COMMON_KEYS, *_POSITION_KEYS,
                      "heading_deg", "speed_mps", "battery_pct", "flags"),
     Kind.VIOLATION: (*_COMMON_KEYS, *_POSITION_KEYS, "plate", "region", "confidence", "code",
-                     "qualified", "evidence_id", "vehicle"),
+                     "qualified", "evidence_id", "vehicle", "key_id", "signature"),
     Kind.STATUS: (*_COMMON_KEYS, "online"),
 }
 _DERIVED = frozenset({"message_id", "time", "qualified"})
+_OPTIONAL = frozenset({"key_id", "signature"})  # 1.1: absent means null (unsigned)
 
 
 def iso_time(ms: int) -> str:
@@ -109,6 +110,9 @@ def json_of_wire(wire: Sequence[Any]) -> dict[str, Any]:
         "evidence_id": wire[13].hex(),
         "vehicle": _vehicle_json(details),
     }
+    key_id, signature = [*wire[17:19], None, None][:2]
+    out["key_id"] = key_id
+    out["signature"] = signature.hex() if signature is not None else None
     return out
 
 
@@ -180,7 +184,7 @@ def _kind(value: object) -> Kind:
 def _check_keys(d: Mapping[str, Any], kind: Kind, minor: int) -> None:
     known = KEYS[kind]
     for key in known:
-        if key not in d and key not in _DERIVED:
+        if key not in d and key not in _DERIVED and key not in _OPTIONAL:
             raise RemoteProtocolError("missing_field", f"{kind.value} needs {key!r}", f"$.{key}")
     if minor <= _codec.SCHEMA_MINOR:  # a newer minor may add keys; we ignore them
         for key in d:
@@ -205,7 +209,18 @@ def _build(kind: Kind, header: Header, d: Mapping[str, Any]) -> Message:
         return Telemetry(header, position, d["heading_deg"], d["speed_mps"], d["battery_pct"],
                          _flags(d["flags"]))
     return Violation(header, position, d["plate"], d["region"], d["confidence"], d["code"],
-                     d["evidence_id"], _vehicle(d["vehicle"]))
+                     d["evidence_id"], _vehicle(d["vehicle"]), d.get("key_id"),
+                     _signature_hex(d.get("signature")))
+
+
+def _signature_hex(value: object) -> bytes | object | None:
+    """128 hex digits as bytes; anything else is kept for `to_wire` to reject at $.signature."""
+    if isinstance(value, str) and len(value) == 128:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _flags(value: object) -> StatusFlags:

@@ -129,6 +129,10 @@ class Violation:
     code: int | None  # NYC violation code; None = unqualified: a human must set the code
     evidence_id: str  # 16 lowercase hex chars: first 8 bytes of SHA-256 of the JPEG
     vehicle: Vehicle | None = None
+    # 1.1: which of the drone's keys signed it (0..65535) and the 64-byte Ed25519 signature over
+    # protocol.signing_input(topic, payload); both None when unsigned.
+    key_id: int | None = None
+    signature: bytes | None = None
 
     def __post_init__(self) -> None:
         _set(self, "confidence", _quantize(self.confidence, CONFIDENCE_SCALE))

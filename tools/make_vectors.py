@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import evidence_vectors  # tools/evidence_vectors.py: the 1.1 evidence frames
+import signature_vectors  # tools/signature_vectors.py: 1.1 signed violations (RFC 8032 key)
 import msgpack
 
 import protocol
@@ -39,6 +40,7 @@ FLAGS_1_0 = StatusFlags(63)  # every flag `flags` itself carries
 TELEMETRY = Telemetry(HEADER, TIMES_SQUARE, 271.5, 8.3, 87, StatusFlags.NONE)
 VIOLATION = Vio(HEADER, TIMES_SQUARE, "ABC1234", "NY", 0.93, 21, EVIDENCE)
 STATUS = Status(HEADER, True)
+SIGNED = signature_vectors.signed(VIOLATION)[0]
 
 # Payload positions per docs/protocol.md, written out here rather than taken from the codec, so
 # that a vector built "with seq replaced" is the spec's seq whatever the codec believes.
@@ -48,7 +50,7 @@ PAYLOAD: dict[Kind, tuple[str, ...]] = {
     Kind.TELEMETRY: (*_HEAD, *_POSITION, "heading_deg", "speed_mps", "battery_pct", "flags",
                      "flags_ext"),
     Kind.VIOLATION: (*_HEAD, *_POSITION, "plate", "region", "confidence", "code", "evidence_id",
-                     "vehicle.make", "vehicle.colour", "vehicle.body"),
+                     "vehicle.make", "vehicle.colour", "vehicle.body", "key_id", "signature"),
     Kind.STATUS: (*_HEAD, "online"),
 }
 
@@ -85,6 +87,9 @@ def valid() -> list[tuple[str, protocol.Message]]:
              Vehicle("ME/BE&.9", "WHITE", "4DSD"))),
         ("violation fire hydrant (40), NTP clock",
          _vio(code=40, header=Header("bk-12", 99, T0, TimeSource.NTP))),
+        ("violation signed (1.1, key 0, no vehicle details)", SIGNED),
+        ("violation signed with vehicle details (1.1, key 3)",
+         signature_vectors.signed(_vio(vehicle=Vehicle("TOYOT", "WH", "SUBN")), 3)[0]),
         ("status online", STATUS),
         ("status offline (last will)", Status(Header("nyc-0007", 123457, T0, TimeSource.GPS),
                                              False)),
@@ -115,7 +120,7 @@ def with_field(msg: protocol.Message, name: str, value: Any) -> bytes:
 def non_canonical() -> list[tuple[str, bytes, protocol.Message]]:
     """Valid payloads our encoder would write differently: decode must accept them."""
     newer_t = [0x12, *payload(TELEMETRY)[1:], None, "a field of 1.2"]
-    newer_v = [0x13, *payload(VIOLATION)[1:], None, None, None, 42, [1, 2]]
+    newer_v = [0x13, *payload(VIOLATION)[1:], None, None, None, None, None, 42, [1, 2]]
     nils = [*payload(VIOLATION), None, None, None]
     # [16, 123456, 1748779200, 13, true] with uint8/uint64/int8 where a shorter form exists:
     # msgpack allows it, and so must every decoder.
@@ -125,7 +130,7 @@ def non_canonical() -> list[tuple[str, bytes, protocol.Message]]:
          msgpack.packb(newer_t), TELEMETRY),
         ("telemetry 1.0 (no flags_ext)", msgpack.packb([0x10, *payload(TELEMETRY)[1:]]),
          TELEMETRY),
-        ("violation from newer minor 1.3, nil details then appended fields",
+        ("violation from newer minor 1.3, nil details and signature then appended fields",
          msgpack.packb(newer_v), VIOLATION),
         ("violation with explicit nil vehicle details", msgpack.packb(nils), VIOLATION),
         ("status with small ints in long encodings", long_ints, STATUS),
@@ -271,6 +276,16 @@ def invalid_payloads() -> list[Invalid]:
         ("vehicle body of 9 chars", v, msgpack.packb([*payload(V), None, None, "ABCDEFGHI"]),
          "bad_text", "$.vehicle.body"),
         ("status online as 1", s, with_field(S, "online", 1), "bad_type", "$.online"),
+        ("key_id without a signature", v, msgpack.packb([*payload(V), None, None, None, 0]),
+         "missing_field", "$.signature"),
+        ("signature without a key_id", v,
+         msgpack.packb([*payload(V), None, None, None, None, bytes(64)]), "missing_field",
+         "$.key_id"),
+        ("signature of 63 bytes", v, with_field(SIGNED, "signature", bytes(63)), "bad_type",
+         "$.signature"),
+        ("key_id 65536", v, with_field(SIGNED, "key_id", 65536), "out_of_range", "$.key_id"),
+        ("a 1.0 violation carrying a key_id", v,
+         msgpack.packb([0x10, *payload(SIGNED)[1:]]), "extra_field", "$[15]"),
     ]
 
 
@@ -343,6 +358,7 @@ def render() -> str:
         "schema": protocol.SCHEMA_VERSION,
         "vectors": build(),
         "evidence_vectors": evidence_vectors.build(),
+        "signature_vectors": signature_vectors.build(VIOLATION),
     }
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 

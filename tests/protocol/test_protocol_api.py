@@ -22,6 +22,8 @@ CONTRACT = {  # COMMON.md's protocol contract, plus the error split and ERROR_CO
     "EvidenceFrame", "EvidenceManifest", "EvidenceReceipt", "ReceiptState", "chunk_count",
     "chunk_span", "decode_evidence", "encode_evidence", "evidence_topic", "is_evidence_topic",
     "parse_evidence_topic", "receipt_topic",
+    # violation signatures, 1.1 (issue 14)
+    "KEY_ID_MAX", "SIGNATURE_SIZE", "signing_input", "with_signature",
 }
 
 

@@ -297,7 +297,7 @@ def test_to_json_of_a_decoded_message_follows_its_fields() -> None:
 
 def test_to_json_of_a_newer_minor_message_is_our_canonical_form() -> None:
     fields = msgpack.unpackb(protocol.encode(VIO))
-    newer = msgpack.packb([0x12, *fields[1:], None, None, None, "appended"])
+    newer = msgpack.packb([0x12, *fields[1:], None, None, None, None, None, "appended"])
     doc = protocol.to_json(protocol.decode(newer, VIO_TOPIC))
     assert doc == protocol.to_json(VIO) and doc["schema"] == "1.1"
 
