@@ -131,6 +131,14 @@ class MqttConfig:
     reconnect_max_s: float = field(30.0, doc="Largest reconnect delay.", check=_between(0.01, 3600))
 
 
+    max_packet_size: int = field(
+        66560,
+        doc="MQTT 5 Maximum Packet Size asked for on CONNECT: the broker never sends this gateway "
+        "a larger packet (it drops it), so no message can take more memory than this. The "
+        "broker's own `max_packet_size` (deploy/mosquitto/presacop.conf) refuses larger "
+        "publishes from drones; keep the two equal (docs/security.md, size limits).",
+        check=_between(1024, 268435460),
+    )
     def effective_client_id(self) -> str:
         """The configured client id, or `presacop-gateway-<hostname>`."""
         return self.client_id or f"presacop-gateway-{socket.gethostname()}"
@@ -246,6 +254,19 @@ class LimitsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MetricsConfig:
+    max_seq_jump: int = field(
+        10000,
+        doc="Replay bound: a drone's seq may exceed the highest seen by at most this plus "
+        "`max_seq_rate` per second of drone time since it; beyond, the message is "
+        "dead-lettered as `seq_jump` and the dedupe state is kept (docs/security.md).",
+        check=_between(1, 2**32),
+    )
+    max_seq_rate: float = field(
+        50.0,
+        doc="Messages per second a drone can send at most (the agent sends ~1 telemetry/s plus "
+        "violations at the recognizer's rate), for the replay bound.",
+        check=_between(0, 10**6),
+    )
     address: str = field("127.0.0.1:9464", doc="host:port for /metrics and /healthz; \"\" "
                          "disables; port 0 picks a free port (logged).", check=_address)
 
@@ -260,6 +281,27 @@ class LogConfig:
 class GatewayConfig:
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
+@dataclasses.dataclass(frozen=True)
+class SecurityConfig:
+    require_signatures: bool = field(
+        False,
+        doc="Dead-letter (`bad_signature`) every violation without a valid Ed25519 signature of "
+        "one of its drone's keys. Off: unsigned violations pass, but a signature that is there "
+        "must still verify (when `keys_dir` is set).",
+    )
+    keys_dir: str = field(
+        "",
+        doc="Directory of drones' public keys, `<drone_id>/<key_id>.pub` (`presacop keys gen`); "
+        "\"\" checks no signature.",
+    )
+    keys_reload_s: float = field(
+        5.0,
+        doc="A drone's keys are reread when older than this (an unknown key id: after 1 s), so "
+        "keys are added and revoked without a restart.",
+        check=_between(0.1, 3600),
+    )
+
+
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
@@ -267,6 +309,7 @@ class GatewayConfig:
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a gateway config (None: defaults). Raises `ConfigError`."""
+    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     cfg = load(GatewayConfig, path, env=env)
     return _checked(cfg, str(path) if path is not None else "<defaults>")
 
@@ -297,6 +340,8 @@ def _cross_check(cfg: GatewayConfig) -> tuple[str, str] | None:
         (p.delivery_timeout_ms < p.linger_ms + p.request_timeout_ms,
          "kafka.producer.delivery_timeout_ms",
          "must be >= kafka.producer.linger_ms + kafka.producer.request_timeout_ms"),
+        (cfg.security.require_signatures and not cfg.security.keys_dir, "security.keys_dir",
+         "required with security.require_signatures"),
         (k.security_protocol.startswith("SASL_") and not k.sasl_mechanism, "kafka.sasl_mechanism",
          f"required with security_protocol {k.security_protocol}"),
         (len(set(k.topics.all())) != 4, "kafka.topics", "the four topics must be distinct"),

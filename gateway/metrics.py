@@ -2,7 +2,13 @@
 
 Each `Gateway` owns a `CollectorRegistry`, so several gateways can run in one process (benchmarks,
 tests) without clashing. The HTTP server is a small `ThreadingHTTPServer` on its own named thread,
-shut down by `MetricsServer.stop()`.
+shut down by `MetricsServer.stop()`. It serves at most `max_clients` connections at once (more are
+closed at once) and gives each `timeout_s` to send its request and read the answer, so slow or
+half-open clients cannot pin threads (the unit's TasksMax also bounds the Kafka producer's).
+
+Exposure: /metrics names drone ids (= broker usernames) in the per-drone gap series (at most
+MAX_DRONE_SERIES, only drones with holes) and /healthz the broker and Kafka state. Bind it to
+loopback (the default) or a management network only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
                    300.0, 1800.0, 3600.0, 21600.0, 86400.0)
 # Per-drone gap series are exported only for drones that have holes, and at most this many, so a
 # large fleet cannot blow up the metrics' cardinality.
-MAX_DRONE_SERIES = 500
+MAX_DRONE_SERIES = 100
 
 
 class GatewayMetrics:
@@ -132,10 +138,11 @@ class MetricsServer:
     """Serves /metrics (Prometheus text) and /healthz (200 or 503 with a JSON body)."""
 
     def __init__(self, address: str, registry: CollectorRegistry,
-                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+                 health: Callable[[], tuple[bool, dict[str, Any]]], *, max_clients: int = 4,
+                 timeout_s: float = 5.0) -> None:
         host, _, port = address.rpartition(":")
-        handler = _handler(registry, health)
-        self._server = ThreadingHTTPServer((host, int(port)), handler)
+        handler = _handler(registry, health, timeout_s)
+        self._server = _BoundedServer((host, int(port)), handler, max_clients)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="gateway-metrics", daemon=True)
@@ -154,9 +161,39 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def _handler(registry: CollectorRegistry,
-             health: Callable[[], tuple[bool, dict[str, Any]]]) -> type[BaseHTTPRequestHandler]:
+class _BoundedServer(ThreadingHTTPServer):
+    """At most `max_clients` handler threads; a connection beyond them is closed unanswered."""
+
+    request_queue_size = 64  # accepted (and refused) promptly rather than left in the backlog
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_clients: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _handler(registry: CollectorRegistry, health: Callable[[], tuple[bool, dict[str, Any]]],
+             timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # the socket's: a request line or a read that stalls ends it
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

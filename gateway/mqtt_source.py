@@ -152,6 +152,8 @@ class PahoSource:
                                  clean_start=False, properties=props)
         except (OSError, ValueError) as exc:
             log.warning("mqtt connect failed: %s", exc,
+        # The broker drops (never sends) larger packets: no message outgrows this in memory.
+        props.MaximumPacketSize = self._cfg.max_packet_size
                         extra={"host": self._cfg.host, "port": self._cfg.port})
             return False
         return True

@@ -82,8 +82,9 @@ def clock_suspect(msg: protocol.Message, received_ms: int, max_skew_ms: int) -> 
 
 
 def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
-                   max_skew_ms: int) -> OutRecord:
-    """The record of a decoded message: protocol JSON plus the gateway's envelope fields.
+                   max_skew_ms: int, wire: bytes | None = None) -> OutRecord:
+    """The record of a decoded message: protocol JSON plus the gateway's envelope fields (and,
+    for a signed violation, `wire_b64`: the payload `wire` as received).
 
     The hot path: `to_json` reuses the array `decode` validated (no second validation), returns
     a fresh dict (filled in place, no copy), and one prebuilt encoder serialises it.
@@ -104,6 +105,10 @@ def message_record(msg: protocol.Message, topic: str, receipt: Receipt,
     if kind == "violation":
         value["code_status"] = "pending" if value["code"] is None else "drone"
         value["revision"] = 0
+        if wire is not None and value["signature"] is not None:
+            # The signed bytes as received: `presacop verify` checks the signature and that
+            # the record's fields are what they say, offline (docs/security.md).
+            value["wire_b64"] = base64.b64encode(wire).decode("ascii")
     return OutRecord(topic, header.drone_id.encode(), _dumps(value), _headers(kind, mid), kind)
 
 

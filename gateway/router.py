@@ -6,12 +6,18 @@
     violation, code None -> topics.violations  + an open alert in topics.alerts (key: alert id)
     anything that fails  -> topics.deadletter  (key: the topic's drone id when it has a valid one)
 
+Violations are checked by `RouteSettings.verifier` when one is set (the gateway's key registry,
+common.signing): a signature that does not verify (unknown key, invalid), or a missing one when
+`require_signatures`, is dead-lettered as `bad_signature` (detail: which). Telemetry and status
+are not signed: the broker's login vouches for them (docs/security.md).
+
 `route` never raises: bad input is data. A failure of our own code while routing becomes a
 dead letter with reason `internal_error` rather than an exception in the MQTT loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import protocol
@@ -24,6 +30,12 @@ from .records import OutRecord, Receipt, alert_record, dead_letter_record, messa
 # no topic/payload mismatch to detect: the broker's ACL is what ties a client to its topic.
 BAD_TOPIC_ENCODING = "bad_topic"  # the MQTT topic is not UTF-8
 INTERNAL_ERROR = "internal_error"  # a bug in the gateway while routing; the input is kept
+BAD_SIGNATURE = "bad_signature"  # unsigned where required, unknown key, or invalid signature
+SEQ_JUMP = "seq_jump"  # seq beyond the replay bound (gateway.dedupe); set by the service
+UNSIGNED = "unsigned"  # what a verifier returns for a message without a signature
+
+# (topic, payload, violation) -> None when its signature is good, else why not (UNSIGNED, ...)
+Verifier = Callable[[str, bytes, protocol.Violation], str | None]
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,8 @@ class RouteSettings:
     topics: TopicsConfig
     max_clock_skew_ms: int = 300_000
     deadletter_max_bytes: int = 65536
+    verifier: Verifier | None = None
+    require_signatures: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,14 +86,19 @@ def _route(topic: str | bytes, payload: bytes, receipt: Receipt, settings: Route
     except protocol.ProtocolError as exc:
         return _dead(exc.code, str(exc), payload, receipt, settings, drone_id=topic_drone,
                      path=exc.path)
-    return _accept(msg, topic_kind, receipt, settings)
+    if isinstance(msg, protocol.Violation) and settings.verifier is not None:
+        why = settings.verifier(topic, payload, msg)
+        if why is not None and (why != UNSIGNED or settings.require_signatures):
+            return _dead(BAD_SIGNATURE, why, payload, receipt, settings, drone_id=topic_drone,
+                         path="$.signature")
+    return _accept(msg, topic_kind, receipt, settings, payload)
 
 
 def _accept(msg: protocol.Message, kind: protocol.Kind, receipt: Receipt,
-            settings: RouteSettings) -> Routed:
+            settings: RouteSettings, payload: bytes) -> Routed:
     topics = settings.topics
     target = topics.violations if kind == protocol.Kind.VIOLATION else topics.telemetry
-    records = [message_record(msg, target, receipt, settings.max_clock_skew_ms)]
+    records = [message_record(msg, target, receipt, settings.max_clock_skew_ms, payload)]
     if isinstance(msg, protocol.Violation) and msg.code is None:
         records.append(alert_record(msg, topics.alerts, receipt))
     header = msg.header
@@ -95,6 +114,14 @@ def _dead(reason: str, detail: str, payload: bytes, receipt: Receipt, settings: 
                                 path=path, drone_id=drone_id,
                                 max_bytes=settings.deadletter_max_bytes)
     return Routed((record,), reason=reason)
+
+
+def seq_jump(routed: Routed, payload: bytes, receipt: Receipt, settings: RouteSettings,
+             top: int) -> Routed:
+    """The dead letter of an accepted message whose seq the dedupe refused as a jump."""
+    detail = f"seq {routed.seq} is beyond the replay bound above the highest seen, {top}"
+    return _dead(SEQ_JUMP, detail, payload, receipt, settings, drone_id=routed.drone_id,
+                 path="$.seq")
 
 
 def _drone_segment(topic: str) -> str | None:

@@ -40,10 +40,11 @@ from .config import GatewayConfig
 from .dedupe import SeqTracker, Verdict
 from .errors import KafkaRefused, SinkError
 from .kafka_health import HealthProbe
-from .metrics import GatewayMetrics, MetricsServer, SeqCollector
+from .metrics import MAX_DRONE_SERIES, GatewayMetrics, MetricsServer, SeqCollector
 from .records import OutRecord, Receipt, dead_letter_record
 from .retrying import Callback, RetryingProducer
-from .router import Routed, RouteSettings, route
+from .router import Routed, RouteSettings, route, seq_jump
+from .signatures import verifier_for
 from .sink import Sink
 from .source import Delivery, Source, SourceCounts
 from .systemd import Notifier
@@ -85,7 +86,8 @@ class Gateway:
         self._notifier = notifier or Notifier()
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
-        self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones)
+        self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones,
+                                   config.limits.max_seq_jump, config.limits.max_seq_rate)
         self._in_flight = 0  # messages held: received, not yet done (see `room`)
         self._in_flight_max = 0
         self._max_in_flight = config.limits.max_in_flight
@@ -101,6 +103,8 @@ class Gateway:
         # Per-message counts, kept as plain ints under `_lock` and added to the prometheus
         # counters at scrape time (`_flush_counts`): no metric call per message.
         self._counts: dict[Any, int] = {}
+            verifier=verifier_for(config.security),
+            require_signatures=config.security.require_signatures,
         self._produced_by_kind: dict[str, Any] = {}
         self._source_seen = SourceCounts()  # the source's counts already added to the metrics
         m.before_collect = self._flush_counts
@@ -299,8 +303,8 @@ class Gateway:
                 return
             for d, r, receipt in routed:
                 pending = self._admit(r, d, receipt)
-                if pending is not None:
-                    for record in r.records:
+                if pending is not None:  # its records: a seq jump's are a dead letter
+                    for record in pending.routed.records:
                         submits.append((record, self._done_callback(pending, record)))
             if self._in_flight > self._in_flight_max:
                 self._in_flight_max = self._in_flight
@@ -317,7 +321,12 @@ class Gateway:
                 existing.deliveries.append(delivery)
                 self._count(self.metrics.duplicates)
                 return None
-            verdict = self._tracker.observe(routed.drone_id, routed.seq)
+            verdict = self._tracker.observe(routed.drone_id, routed.seq, routed.drone_time_ms,
+                                            receipt.received_ms)
+            if verdict is Verdict.JUMP:  # refused: kept as a dead letter, the window unchanged
+                top = self._tracker.state(routed.drone_id).top  # type: ignore[union-attr]
+                routed = seq_jump(routed, delivery.payload, receipt, self._settings, top)
+                mid = None
             if verdict is Verdict.DUPLICATE:
                 self._count(self.metrics.duplicates)
                 self._ack_now(delivery)
@@ -391,11 +400,10 @@ class Gateway:
         self._kafka.submit(replacement, self._done_callback(pending, replacement))
 
     def _seq_snapshot(self) -> tuple[int, int, int, list[tuple[str, int, int]]]:
-        with self._lock:  # the MQTT thread waits meanwhile: one pass over the drones
+        with self._lock:  # kept up to date by the tracker: three ints and a few hundred drones
             missing, lost, gaps = self._tracker.totals()
-            counts = [(d, self._tracker.missing(d), s.lost)
-                      for d, s in self._tracker.drones().items()]
-        return missing, lost, gaps, [c for c in counts if c[1] or c[2]]
+            per_drone = self._tracker.with_holes(MAX_DRONE_SERIES)
+        return missing, lost, gaps, per_drone
 
 
 def _header(record: OutRecord, name: str) -> str:

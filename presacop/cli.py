@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
              "run the whole pipeline on this machine and check nothing is lost"),
     "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),
     "stats": ("backoffice.stats.cli", "archive + statistics on Spark, and their report"),
+    "keys": ("presacop.keys", "generate a drone's Ed25519 signing key pair"),
+    "verify": ("backoffice.verify", "check the drones' signatures on violation records, offline"),
 }
 
 
