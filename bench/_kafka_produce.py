@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,11 @@ def main() -> int:
     bootstrap, plan_json, topics_json = sys.argv[1:4]
     plan = Plan(**json.loads(plan_json))
     records = gateway_records(plan, TopicsConfig(**json.loads(topics_json)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaProducer
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                             linger_ms=5, batch_size=65536,
-                             max_in_flight_requests_per_connection=5)
+    from common.kafka import import_kafka
+
+    producer = import_kafka().KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+        batch_size=65536, max_in_flight_requests_per_connection=5)
     for topic in {r.topic for r in records}:
         producer.partitions_for(topic)  # metadata before the clock starts
     print(f"ready {len(records)}", flush=True)

@@ -58,7 +58,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,11 +96,9 @@ def log(msg: str) -> None:
 
 
 def _kafka() -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # kafka-python 3.0 at import time
-        import kafka
-        import kafka.admin
-    return kafka
+    from common.kafka import import_kafka
+
+    return import_kafka()
 
 
 # -- results -------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
+from common.kafka import import_kafka
 from presacop import demo
 from presacop.cli import main
 from presacop.stack import Stack, free_port
@@ -39,10 +39,7 @@ def demo_argv(stack: Stack, *extra: str) -> list[str]:
 
 
 def kafka_admin(bootstrap: str) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaAdminClient
-    return KafkaAdminClient(bootstrap_servers=bootstrap)
+    return import_kafka().KafkaAdminClient(bootstrap_servers=bootstrap)
 
 
 def demo_topics(bootstrap: str, run_id: str) -> list[str]:
@@ -55,12 +52,10 @@ def demo_topics(bootstrap: str, run_id: str) -> list[str]:
 
 def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record of `topic`, read to its end offsets by a consumer of our own."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer, TopicPartition
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    kafka = import_kafka()
+    consumer = kafka.KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        parts = [kafka.TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(parts)
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(parts)

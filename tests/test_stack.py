@@ -9,12 +9,12 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from common.kafka import import_kafka
 from presacop.stack import (
     Kafka,
     Mosquitto,
@@ -24,11 +24,10 @@ from presacop.stack import (
     mqtt_round_trip,
 )
 
-with warnings.catch_warnings():
-    # kafka-python 3.0 uses the deprecated importlib.resources API at import time.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.admin import NewTopic
+_kafka = import_kafka()
+KafkaAdminClient, KafkaConsumer = _kafka.KafkaAdminClient, _kafka.KafkaConsumer
+KafkaProducer, TopicPartition, NewTopic = _kafka.KafkaProducer, _kafka.TopicPartition, \
+    _kafka.admin.NewTopic
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from common import kafka
 from presacop.demo.errors import DemoError
 from presacop.demo.ledger import Tally
 
@@ -19,27 +19,26 @@ TOPIC_PARTITIONS = 3
 
 
 def _kafka() -> Any:
-    """kafka-python, imported quietly (3.0 warns about its own importlib.resources use)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        import kafka
-        import kafka.admin
-        import kafka.errors
+    """kafka-python, imported quietly; its logs of refused connections stay out of the demo's."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refused connections are our errors
-    return kafka
+    return kafka.import_kafka()
+
+
+def _settings(bootstrap: str) -> kafka.KafkaSettings:
+    return kafka.KafkaSettings(bootstrap_servers=bootstrap)
 
 
 def create_topics(bootstrap: str, names: Sequence[str]) -> None:
     """Create this run's topics. Raises DemoError."""
-    kafka = _kafka()
+    k = _kafka()
     try:
-        admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000,
-                                       client_id="presacop-demo")
-    except kafka.errors.KafkaError as exc:
+        admin = kafka.admin(_settings(bootstrap), request_timeout_ms=30000,
+                            client_id="presacop-demo")
+    except k.errors.KafkaError as exc:
         raise DemoError(f"Kafka {bootstrap} is not reachable: {exc!r}") from exc
     try:
-        admin.create_topics([kafka.admin.NewTopic(n, TOPIC_PARTITIONS, 1) for n in names])
-    except kafka.errors.KafkaError as exc:
+        admin.create_topics([k.admin.NewTopic(n, TOPIC_PARTITIONS, 1) for n in names])
+    except k.errors.KafkaError as exc:
         raise DemoError(f"cannot create the demo's Kafka topics {list(names)}: {exc!r}") from exc
     finally:
         admin.close()
@@ -47,15 +46,15 @@ def create_topics(bootstrap: str, names: Sequence[str]) -> None:
 
 def delete_topics(bootstrap: str, names: Sequence[str]) -> str | None:
     """Delete this run's topics; returns a problem to report, or None."""
-    kafka = _kafka()
+    k = _kafka()
     try:
-        admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
-                                       client_id="presacop-demo")
+        admin = kafka.admin(_settings(bootstrap), request_timeout_ms=15000,
+                            client_id="presacop-demo")
         try:
             admin.delete_topics(list(names), timeout_ms=15000)
         finally:
             admin.close()
-    except kafka.errors.KafkaError as exc:
+    except k.errors.KafkaError as exc:
         return f"could not delete the demo's topics {list(names)}: {exc!r}"
     return None
 
@@ -104,22 +103,25 @@ class KafkaWatch:
         self._catch_up.set()
         return self._caught_up.wait(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the reader thread. Raises DemoError if it is still running after `timeout` s."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(10.0)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise DemoError(f"the Kafka reader thread did not stop within {timeout:.0f} s")
 
     def _run(self) -> None:
         try:
-            kafka = _kafka()
-            consumer = kafka.KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                           enable_auto_commit=False, client_id="presacop-demo")
+            k = _kafka()
+            consumer = kafka.consumer(_settings(self.bootstrap), group_id=None,
+                                      enable_auto_commit=False, client_id="presacop-demo")
         except Exception as exc:
             self.error = exc
             self._ready.set()
             return
         try:
-            self._assign(consumer, kafka)
+            self._assign(consumer, k)
             self._ready.set()
             self._poll(consumer)
         except Exception as exc:  # reported through check() / start()
@@ -128,7 +130,7 @@ class KafkaWatch:
             self._ready.set()
             consumer.close()
 
-    def _assign(self, consumer: Any, kafka: Any) -> None:
+    def _assign(self, consumer: Any, k: Any) -> None:
         deadline = time.monotonic() + 30.0
         partitions = []
         for name in self.topics.values():
@@ -137,7 +139,7 @@ class KafkaWatch:
                 if time.monotonic() > deadline or self._stop.is_set():
                     raise DemoError(f"topic {name} does not appear in Kafka's metadata")
                 time.sleep(0.2)
-            partitions += [kafka.TopicPartition(name, p) for p in sorted(found)]
+            partitions += [k.TopicPartition(name, p) for p in sorted(found)]
         consumer.assign(partitions)
         consumer.seek_to_beginning()
 

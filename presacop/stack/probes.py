@@ -10,7 +10,6 @@ import contextlib
 import threading
 import time
 import uuid
-import warnings
 
 from presacop.stack.errors import StackError
 
@@ -56,28 +55,24 @@ def kafka_round_trip(bootstrap: str, timeout: float = 10.0) -> None:
 
     Raises a kafka-python error or StackError on failure.
     """
-    with warnings.catch_warnings():
-        # kafka-python 3.0 uses the deprecated importlib.resources.read_text at import time.
-        warnings.filterwarnings("ignore", "(read|open)_text is deprecated", DeprecationWarning)
-        from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+    from common import kafka
 
-    ms = int(timeout * 1000)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms)
+    k, settings, ms = kafka.import_kafka(), kafka.KafkaSettings(bootstrap_servers=bootstrap), \
+        int(timeout * 1000)
+    admin = kafka.admin(settings, request_timeout_ms=ms)
     try:
-        with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)], timeout_ms=ms)
+        with contextlib.suppress(k.errors.TopicAlreadyExistsError):
+            admin.create_topics([k.admin.NewTopic(HEALTH_TOPIC, 1, 1)], timeout_ms=ms)
     finally:
         admin.close()
     token = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=ms)
+    producer = kafka.producer(settings, acks="all", request_timeout_ms=ms)
     try:
         meta = producer.send(HEALTH_TOPIC, token).get(timeout=timeout)
     finally:
         producer.close(timeout=5)
-    tp = TopicPartition(HEALTH_TOPIC, meta.partition)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tp = k.TopicPartition(HEALTH_TOPIC, meta.partition)
+    consumer = kafka.consumer(settings, enable_auto_commit=False)
     try:
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
