@@ -49,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.log_level)
     try:
         if args.check_config:
-            for part in (plugins.CAMERA, plugins.POSITION, plugins.POWER, plugins.RECOGNIZER):
-                plugins.resolve(part, getattr(config, part.section).factory)
+            clock = (plugins.CLOCK,) if config.clock.factory else ()
+            for part in (plugins.CAMERA, plugins.POSITION, plugins.POWER, plugins.RECOGNIZER,
+                         *clock):  # names resolve, options are checked where a plug-in can
+                section = getattr(config, part.section)
+                plugins.check(part, section.factory, section.options)
             print(f"{args.config}: config OK (drone {config.drone_id})")
             return EXIT_OK
         agent = from_config(config)

@@ -52,10 +52,7 @@ class GpsdClient:
                  connect_timeout_s: float = 5.0, reconnect_min_s: float = 1.0,
                  reconnect_max_s: float = 30.0, clock: Callable[[], float] = time.monotonic
                  ) -> None:
-        if not 1 <= port <= 65535:
-            raise ValueError(f"gpsd port must be 1..65535, got {port}")
-        if not connect_timeout_s > 0:
-            raise ValueError(f"connect_timeout_s must be > 0, got {connect_timeout_s}")
+        self.check(host, port, device, connect_timeout_s, reconnect_min_s, reconnect_max_s)
         self.host, self.port, self.device = host, port, device
         self.name = f"{host}:{port}"
         self.connect_timeout_s = connect_timeout_s
@@ -69,6 +66,22 @@ class GpsdClient:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gpsd-reader", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def check(host: str = "127.0.0.1", port: int = 2947, device: str | None = None,
+              connect_timeout_s: float = 5.0, reconnect_min_s: float = 1.0,
+              reconnect_max_s: float = 30.0) -> None:
+        """Raises `ValueError` naming a bad option (and `TypeError` for an unknown one)."""
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"gpsd host must be a host name or address, got {host!r}")
+        if not (isinstance(port, int) and 1 <= port <= 65535):
+            raise ValueError(f"gpsd port must be 1..65535, got {port!r}")
+        if device is not None and not isinstance(device, str):
+            raise ValueError(f"gpsd device must be a path, got {device!r}")
+        if not (isinstance(connect_timeout_s, (int, float)) and connect_timeout_s > 0):
+            raise ValueError(f"connect_timeout_s must be > 0, got {connect_timeout_s!r}")
+        if not 0 < reconnect_min_s <= reconnect_max_s:
+            raise ValueError("reconnect_min_s and reconnect_max_s need 0 < min <= max")
 
     def latest_tpv(self) -> tuple[dict[str, Any], float] | None:
         """The last TPV report and its monotonic arrival time."""
@@ -175,12 +188,30 @@ def parse_time(text: object) -> float | None:
 
 
 class _GpsdShared(LinkUser[GpsdClient]):
+    OWN: tuple[str, ...] = ("stale_after_s",)  # the source's own options; the rest: the client
+
     def __init__(self, host: str, port: int, stale_after_s: float,
                  options: dict[str, Any]) -> None:
-        if not stale_after_s > 0:
-            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
+        self.check_own(stale_after_s=stale_after_s)
         self.stale_after_s = stale_after_s
         super().__init__(CLIENTS, {"host": host, "port": port, **options})
+
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Check `options` without connecting (`presacop agent --check-config`).
+        Raises `ValueError` naming the option."""
+        cls.check_own(**{k: v for k, v in options.items() if k in cls.OWN})
+        try:
+            GpsdClient.check(**{k: v for k, v in options.items() if k not in cls.OWN})
+        except TypeError as exc:
+            raise ValueError(f"gpsd options: {exc}") from None
+
+    @staticmethod
+    def check_own(stale_after_s: float = 3.0, min_mode: int = 3) -> None:
+        if not (isinstance(stale_after_s, (int, float)) and stale_after_s > 0):
+            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s!r}")
+        if min_mode not in (2, 3):
+            raise ValueError(f"min_mode must be 2 (2D) or 3 (3D), got {min_mode!r}")
 
     def _fresh_tpv(self) -> tuple[dict[str, Any], float] | None:
         seen = self.link.latest_tpv()
@@ -198,10 +229,11 @@ class _GpsdShared(LinkUser[GpsdClient]):
 class GpsdPosition(_GpsdShared):
     """A `PositionSource` from gpsd TPV reports (see the module docstring)."""
 
+    OWN = ("stale_after_s", "min_mode")
+
     def __init__(self, host: str = "127.0.0.1", port: int = 2947, min_mode: int = 3,
                  stale_after_s: float = 3.0, **options: Any) -> None:
-        if min_mode not in (2, 3):
-            raise ValueError(f"min_mode must be 2 (2D) or 3 (3D), got {min_mode}")
+        self.check_own(min_mode=min_mode)
         self.min_mode = min_mode
         # A report may lack a value (2D fix: no altitude; gpsd ended the cycle before the RMC:
         # no track or speed): the last known one stands in.

@@ -43,7 +43,13 @@ from pymavlink.dialects.v20 import ardupilotmega as mav
 
 from common.backoff import Backoff
 from drone_agent.hardware import HardwareError
-from drone_agent.mavlink_transport import Transport, UdpTransport, open_transport
+from drone_agent.mavlink_transport import (
+    Transport,
+    UdpTransport,
+    open_transport,
+    parse_connection,
+    serial_speed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -383,13 +389,27 @@ def _check_options(system_id: int | None, component_id: int, target_system: int 
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
-def link_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """`options` checked against `MavlinkLink`'s parameters. Raises `ValueError` for an unknown
-    one (a typo would otherwise be silently ignored)."""
+def check_link_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` checked as `MavlinkLink` would check them, without opening anything (for
+    `presacop agent --check-config` too). Raises `ValueError` naming the option: an unknown one
+    (a typo would otherwise be silently ignored), a missing connection, a bad value."""
     unknown = sorted(set(options) - LINK_PARAMS)
     if unknown:
         raise ValueError(f"unknown MAVLink option(s) {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(LINK_PARAMS))}")
+    try:
+        bound = inspect.signature(MavlinkLink).bind(**options)
+    except TypeError as exc:
+        raise ValueError(f"MAVLink options: {exc}") from None
+    bound.apply_defaults()
+    v = bound.arguments
+    _check_options(v["system_id"], v["component_id"], v["target_system"],
+                   v["heartbeat_timeout_s"], v["connect_timeout_s"], v["position_hz"],
+                   v["status_hz"])
+    if not 0 < v["reconnect_min_s"] <= v["reconnect_max_s"]:
+        raise ValueError("reconnect_min_s and reconnect_max_s need 0 < min <= max")
+    if parse_connection(v["connection"])[0] == "serial":
+        serial_speed(v["baud"])
     return dict(options)
 
 

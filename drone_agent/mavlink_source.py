@@ -38,7 +38,7 @@ from typing import Any
 from pymavlink.dialects.v20 import ardupilotmega as mav
 
 from drone_agent.hardware import Fix, PowerReading
-from drone_agent.mavlink_link import MavlinkLink, link_options
+from drone_agent.mavlink_link import MavlinkLink, check_link_options
 from drone_agent.shared_link import LinkUser, SharedLinks
 from protocol import StatusFlags
 
@@ -51,8 +51,21 @@ LINKS: SharedLinks[MavlinkLink] = SharedLinks(MavlinkLink, lambda o: o["connecti
 class _Shared(LinkUser[MavlinkLink]):
     """What the three sources have in common: the link, AUTOPILOT_LOST, counters, close."""
 
+    OWN: tuple[str, ...] = ()  # the source's own options; the others configure the link
+
     def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(LINKS, link_options(options))
+        super().__init__(LINKS, check_link_options(options))
+
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Check `options` without opening anything (`presacop agent --check-config`).
+        Raises `ValueError` naming the option."""
+        cls.check_own(**{k: v for k, v in options.items() if k in cls.OWN})
+        check_link_options({k: v for k, v in options.items() if k not in cls.OWN})
+
+    @staticmethod
+    def check_own() -> None:
+        """Raises `ValueError` for a bad value of the source's own options."""
 
     def status_flags(self) -> StatusFlags:
         return StatusFlags.NONE if self.link.alive else StatusFlags.AUTOPILOT_LOST
@@ -69,14 +82,21 @@ def gnss_time(link: MavlinkLink) -> float | None:
 class MavlinkPosition(_Shared):
     """A `PositionSource` from GLOBAL_POSITION_INT and GPS_RAW_INT (see the module docstring)."""
 
+    OWN = ("min_fix_type", "stale_after_s")
+
     def __init__(self, connection: str, min_fix_type: int = mav.GPS_FIX_TYPE_3D_FIX,
                  stale_after_s: float = 2.0, **link: Any) -> None:
-        if not 0 <= min_fix_type <= 8:
-            raise ValueError(f"min_fix_type must be 0..8 (GPS_FIX_TYPE), got {min_fix_type}")
-        if not stale_after_s > 0:
-            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
+        self.check_own(min_fix_type, stale_after_s)
         self.min_fix_type, self.stale_after_s = min_fix_type, stale_after_s
         super().__init__({"connection": connection, **link})
+
+    @staticmethod
+    def check_own(min_fix_type: int = mav.GPS_FIX_TYPE_3D_FIX,  # type: ignore[override]
+                  stale_after_s: float = 2.0) -> None:
+        if not (isinstance(min_fix_type, int) and 0 <= min_fix_type <= 8):
+            raise ValueError(f"min_fix_type must be 0..8 (GPS_FIX_TYPE), got {min_fix_type!r}")
+        if not (isinstance(stale_after_s, (int, float)) and stale_after_s > 0):
+            raise ValueError(f"stale_after_s must be > 0, got {stale_after_s!r}")
 
     def fix(self) -> Fix | None:
         link = self.link
@@ -101,12 +121,18 @@ class MavlinkPosition(_Shared):
 class MavlinkPower(_Shared):
     """A `PowerSource` from BATTERY_STATUS / SYS_STATUS (see the module docstring)."""
 
+    OWN = ("low_pct",)
+
     def __init__(self, connection: str, low_pct: int = 20, **link: Any) -> None:
-        if not 0 <= low_pct <= 100:
-            raise ValueError(f"low_pct must be 0..100, got {low_pct}")
+        self.check_own(low_pct)
         self.low_pct = low_pct
         self._last: PowerReading | None = None
         super().__init__({"connection": connection, **link})
+
+    @staticmethod
+    def check_own(low_pct: int = 20) -> None:  # type: ignore[override]
+        if not (isinstance(low_pct, (int, float)) and 0 <= low_pct <= 100):
+            raise ValueError(f"low_pct must be 0..100, got {low_pct!r}")
 
     def read(self) -> PowerReading:
         reading = self._reading()

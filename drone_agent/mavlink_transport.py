@@ -73,6 +73,15 @@ def open_transport(spec: str, baud: int) -> Transport:
             from exc
 
 
+def serial_speed(baud: object) -> int:
+    """The termios speed constant for `baud`. Raises `ValueError` if there is none."""
+    speed = getattr(termios, f"B{baud}", None) if isinstance(baud, int) else None
+    if speed is None:
+        raise ValueError(f"baud {baud!r} is not a serial rate this system supports "
+                         "(e.g. 57600, 115200, 460800, 921600)")
+    return int(speed)
+
+
 class UdpTransport:
     """udpin (bound, replies to `peer`) or udpout (sends to the given address)."""
 
@@ -140,9 +149,7 @@ class SerialTransport:
     """A UART in raw mode, 8N1, no flow control, at `baud`."""
 
     def __init__(self, device: str, baud: int) -> None:
-        speed = getattr(termios, f"B{baud}", None)
-        if speed is None:
-            raise ValueError(f"baud {baud} is not a rate this system's termios supports")
+        speed = serial_speed(baud)
         self.fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             tty.setraw(self.fd)

@@ -62,6 +62,19 @@ def resolve(part: Part, spec: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def check(part: Part, spec: str, options: Mapping[str, Any]) -> None:
+    """Resolve `spec` and, if the factory has `check_options(**options)`, let it check the
+    options without building anything (`--check-config`: no device is opened). Raises
+    `PluginError` naming ``<section>.factory`` or ``<section>.options``."""
+    checker = getattr(resolve(part, spec), "check_options", None)
+    if not callable(checker):
+        return
+    try:
+        checker(**options)
+    except Exception as exc:
+        raise PluginError(f"{part.section}.options", f"{spec!r}: {exc}") from exc
+
+
 def build(part: Part, spec: str, options: Mapping[str, Any]) -> Any:
     """Resolve `spec`, call it with `options` and check the result. Raises `PluginError`."""
     factory = resolve(part, spec)

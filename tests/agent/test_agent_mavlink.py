@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import Collector, config_dict
+from agent_helpers import Collector, config_dict, to_toml
 from pymavlink.dialects.v20 import ardupilotmega as mav
 
 import protocol
@@ -262,3 +265,45 @@ def test_conflicting_link_options_are_refused(autopilot: SimAutopilot) -> None:
                                                      "bauds": 1})
     finally:
         position.close()
+
+
+@pytest.mark.parametrize(("baud", "expected"), [(921600, None),
+                                               (9601, "baud 9601 is not a serial rate")])
+def test_check_config_checks_the_mavlink_options_without_opening_the_port(
+        tmp_path: Path, baud: int, expected: str | None) -> None:
+    """`presacop agent --check-config` (the unit's ExecStartPre) catches bad options before a
+    flight; /dev/serial0 need not exist for that."""
+    data = config_dict(tmp_path / "data", 1883)
+    data["position"] = {"factory": "mavlink", "options": {"connection": "/dev/serial0",
+                                                          "baud": baud}}
+    data["power"] = {"factory": "mavlink", "options": {"connection": "/dev/serial0"}}
+    path = tmp_path / "agent.toml"
+    path.write_text(to_toml(data))
+    done = subprocess.run([sys.executable, "-m", "presacop.cli", "agent", "--config", str(path),
+                           "--check-config"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    if expected is None:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 2 and "position.options" in done.stderr, done.stderr
+        assert expected in done.stderr
+
+
+@pytest.mark.parametrize(("part", "spec", "options", "expected"), [
+    (plugins.POSITION, "mavlink", {"connection": "udp:127.0.0.1:14550"}, "expected udpin:"),
+    (plugins.POSITION, "mavlink", {"connection": "udpin:0.0.0.0:1", "heartbeat_timeout": 3},
+     "unknown MAVLink option(s) heartbeat_timeout"),
+    (plugins.POSITION, "mavlink", {"connection": "udpin:0.0.0.0:1", "min_fix_type": 9},
+     "min_fix_type must be 0..8"),
+    (plugins.POWER, "mavlink", {"connection": "tcp:h:1", "low_pct": 101}, "low_pct must be"),
+    (plugins.POWER, "mavlink", {}, "missing a required argument: 'connection'"),
+    (plugins.POSITION, "gpsd", {"port": 0}, "gpsd port must be 1..65535"),
+    (plugins.POSITION, "gpsd", {"min_mode": 1}, "min_mode must be 2 (2D) or 3 (3D)"),
+    (plugins.CLOCK, "gpsd", {"hots": "x"}, "unexpected keyword argument 'hots'"),
+])
+def test_plugin_options_are_checked_without_opening_anything(
+        part: plugins.Part, spec: str, options: dict[str, object], expected: str) -> None:
+    with pytest.raises(PluginError, match=re.escape(expected)) as info:
+        plugins.check(part, spec, options)
+    assert info.value.key == f"{part.section}.options"
+    plugins.check(plugins.POSITION, "gpsd", {"port": 2948, "device": "/dev/ttyACM0"})  # fine
