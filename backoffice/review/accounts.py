@@ -3,7 +3,7 @@
 No account exists until `presacop review user add` makes one; passwords come from a prompt or
 stdin, never the command line. A login is refused the same way for an unknown name, a wrong
 password and a disabled account ("wrong name or password"), so the page does not tell which
-names exist; only a locked account says so (with the wait).
+names exist; a locked name says so (with the wait), unknown names lock the same way.
 Raises: AccountError (management), LoginRefused (authenticate).
 """
 
@@ -55,6 +55,7 @@ class Accounts:
         self.lockout_ms = lockout_s * 1000
         self.clock = clock
         self._dummy = ""  # made on first use (an unknown name), not by every CLI call
+        self._unknown: dict[str, tuple[int, int]] = {}  # name -> (failures, locked until ms)
 
     def add(self, name: str, role: str, password: str) -> Account:
         """Raises AccountError for a bad name, role or password, or an existing name."""
@@ -104,14 +105,15 @@ class Accounts:
         now = self.clock()
         with self.db.connect() as conn:
             row = conn.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
-        if row is not None and row["locked_until_ms"] > now:
-            wait = -(-(row["locked_until_ms"] - now) // 1000)
+        locked_until = row["locked_until_ms"] if row is not None else self._unknown.get(
+            name, (0, 0))[1]
+        if locked_until > now:
+            wait = -(-(locked_until - now) // 1000)
             raise LoginRefused(f"too many failed logins for {name!r}: try again in {wait} s",
                                "locked", wait)
         ok = self._verify(row["hash"] if row is not None else None, password)
         if row is None or not ok or row["disabled"]:
-            if row is not None:
-                self._failed(name, now)
+            (self._failed if row is not None else self._failed_unknown)(name, now)
             raise LoginRefused("wrong name or password", "bad_credentials")
         with self.db.connect() as conn:
             conn.execute("UPDATE users SET failures=0 WHERE name=?", (name,))
@@ -130,6 +132,15 @@ class Accounts:
             return self.hasher.verify(digest or self._dummy, password) and digest is not None
         except (VerificationError, InvalidHashError):
             return False
+
+    def _failed_unknown(self, name: str, now: int) -> None:
+        """Unknown names lock like real ones (in memory), so a lockout message does not tell
+        which names exist."""
+        failures = self._unknown.get(name, (0, 0))[0] + 1
+        if len(self._unknown) >= 10_000:  # bounded under a spray of names
+            self._unknown.clear()
+        locked = failures >= self.max_failures
+        self._unknown[name] = (0, now + self.lockout_ms) if locked else (failures, 0)
 
     def _failed(self, name: str, now: int) -> None:
         with self.db.connect() as conn:

@@ -307,9 +307,14 @@ class _Pages:
         return self.render(request, "stats.html", session=session, depth=depth, days=days)
 
     async def healthz(self, _request: Request) -> Response:
+        def queued() -> int:
+            with self.c.db.connect() as conn:
+                return conn.execute("SELECT COUNT(*) FROM audit WHERE sent=0").fetchone()[0]
+
         f = self.c.feeder
         body = {"feeder_alive": f.is_alive(), "records_applied": f.applied,
-                "records_skipped": f.skipped, "audit_sent": self.c.forwarder.sent}
+                "records_skipped": f.skipped, "audit_sent": self.c.forwarder.sent,
+                "audit_queued": await run_in_threadpool(queued)}
         return JSONResponse(body, status_code=200 if f.is_alive() else 503)
 
 

@@ -263,6 +263,7 @@ def test_the_view_survives_a_restart(console, browsers):
     open_alert(b, console, arrived)
     assert not in_queue(b, console, decided)
     assert console.health()["records_skipped"] == 0
+    wait_until(lambda: console.health()["audit_queued"] == 0, 30, "the audit outbox sent")
 
 
 def test_served_over_tls_the_cookies_are_secure(tls_console):

@@ -99,6 +99,13 @@ def test_failed_logins_lock_the_account_for_a_while(accounts: Accounts, clock: C
     assert info.value.reason == "locked" and info.value.retry_after_s == 60
     clock.ms += 60_001
     assert accounts.authenticate("po-1", PASSWORD).name == "po-1"
+    for _ in range(3):  # an unknown name locks the same way: the message tells nothing
+        with pytest.raises(LoginRefused):
+            accounts.authenticate("po-404", "wrong password!")
+    with pytest.raises(LoginRefused) as ghost:
+        accounts.authenticate("po-404", PASSWORD)
+    assert (ghost.value.reason, ghost.value.retry_after_s) == ("locked", 60)
+    assert str(ghost.value) == str(info.value).replace("po-1", "po-404")
 
 
 def test_address_throttle_counts_failures_across_names():
