@@ -154,7 +154,9 @@ def _link_loss_raises_and_clears_autopilot_lost(ap: SimAutopilot, collector: Col
 
 
 def test_bad_traffic_is_counted_and_changes_nothing(autopilot: SimAutopilot) -> None:
-    position = MavlinkPosition(**_options(autopilot))
+    # A generous heartbeat timeout: the autopilot is silenced below, and only the bad traffic
+    # may speak, however slowly a loaded machine gets to count it.
+    position = MavlinkPosition(**{**_options(autopilot), "heartbeat_timeout_s": 30.0})
     link = position.link
     try:
         wait_until(position.fix, 10, "a first fix")
