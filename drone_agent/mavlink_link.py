@@ -120,6 +120,7 @@ class MavlinkLink:
         self._latest: dict[str, Seen] = {}
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._target: tuple[int, int] | None = None
+        self._foreign: set[int] = set()  # other system ids already logged
         self._alive = False
         self._waiting_since = clock()  # for the connect timeout: opened, or link lost
         self._heartbeat_at = float("-inf")  # last HEARTBEAT from the autopilot
@@ -233,6 +234,7 @@ class MavlinkLink:
             self._lock_onto(source)
         if self._target is None or source[0] != self._target[0]:
             self._count("mavlink_foreign")
+            self._note_foreign(source[0])
             return
         if source[1] != self._target[1]:
             return  # a gimbal, camera or another companion on the same vehicle: not ours to read
@@ -248,6 +250,15 @@ class MavlinkLink:
             self._on_heartbeat(now)
         elif kind == "COMMAND_ACK" and msg.command == mav.MAV_CMD_SET_MESSAGE_INTERVAL:
             self._on_rate_ack(msg.result)
+
+    def _note_foreign(self, system: int) -> None:
+        """Log the first message of each other system id (a ground station or another vehicle on
+        the link is normal; a stream of them is worth a look), at most 16 of them."""
+        if self._target is None or system in self._foreign or len(self._foreign) >= 16:
+            return
+        self._foreign.add(system)
+        log.warning("MAVLink %s: ignoring system %d (the autopilot is system %d); counted in "
+                    "mavlink_foreign", self.connection, system, self._target[0])
 
     def _count_bad(self, msg: Any) -> None:
         reason = str(getattr(msg, "reason", ""))

@@ -153,7 +153,8 @@ def _link_loss_raises_and_clears_autopilot_lost(ap: SimAutopilot, collector: Col
     assert agent.stats()["mavlink_alive"] == 1
 
 
-def test_bad_traffic_is_counted_and_changes_nothing(autopilot: SimAutopilot) -> None:
+def test_bad_traffic_is_counted_and_changes_nothing(autopilot: SimAutopilot,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     # A generous heartbeat timeout: the autopilot is silenced below, and only the bad traffic
     # may speak, however slowly a loaded machine gets to count it.
     position = MavlinkPosition(**{**_options(autopilot), "heartbeat_timeout_s": 30.0})
@@ -178,6 +179,8 @@ def test_bad_traffic_is_counted_and_changes_nothing(autopilot: SimAutopilot) -> 
                            "the bad traffic counted")
         assert link.latest("GLOBAL_POSITION_INT") is last  # nothing replaced the real position
         assert stats["mavlink_unknown"] == 0 and stats["mavlink_link_lost"] == 0
+        assert "ignoring system 42 (the autopilot is system 1)" in caplog.text
+        assert "1 bad frames so far, ignored (latest: invalid MAVLink CRC" in caplog.text
         autopilot.resume()
         wait_until(lambda: link.latest("GLOBAL_POSITION_INT") is not last, 5, "positions again")
         fix = wait_until(position.fix, 5, "a fix after the bad traffic")
