@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import protocol
 from drone_agent import messages, plugins, source_extras
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import Dedupe
@@ -47,7 +48,7 @@ from drone_agent.publisher import Publisher
 from drone_agent.recognizer import PlateRead, Recognizer
 from drone_agent.timesource import TimeSourceDetector
 from drone_agent.uploader import Uploader
-from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, topic
+from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, Violation, topic
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,15 @@ class LatestFrame:
             return frame
 
 
+def violation_encoder(config: AgentConfig) -> Callable[[Violation], bytes]:
+    """protocol.encode, or the signer of `signing.key_file`. Raises common.signing.KeyFileError."""
+    if not config.signing.key_file:
+        return protocol.encode
+    from common.signing import Signer  # the crypto only where a key is configured
+
+    return Signer.from_file(Path(config.signing.key_file)).encode
+
+
 class Agent:
     """One drone's agent. Use `start()`/`stop()` or as a context manager."""
 
@@ -94,6 +104,7 @@ class Agent:
         self.recognizer: Recognizer = recognizer if recognizer is not None else plugins.build(
             plugins.RECOGNIZER, config.recognizer.factory, config.recognizer.options)
         self.data_dir = Path(config.data_dir)
+        self._encode_violation = violation_encoder(config)
         self.dedupe = Dedupe(config.violations.dedupe_window_s)
         self.clock = TimeSourceDetector(config.clock.sync_check, config.clock.gps_tolerance_s,
                                         reference=time_reference)
@@ -359,7 +370,7 @@ class Agent:
 
         def build(seq: int) -> bytes:
             hdr = messages.header(self.config.drone_id, seq, frame.captured_at, source)
-            return messages.violation(hdr, where, read, ident)
+            return messages.violation(hdr, where, read, ident, self._encode_violation)
 
         try:
             seq = self.outbox.put("violation", build, evidence_id=ident)
@@ -427,7 +438,8 @@ class Agent:
         ob = self.outbox
         if ob is not None and (self._outbox_full_latched or ob.full_for_violations()):
             flags |= StatusFlags.OUTBOX_FULL
-        if self.evidence is not None and self.evidence.is_low():
+        if (self.evidence is not None and self.evidence.is_low()) or \
+                (ob is not None and ob.reserve_released):  # the disk was full
             flags |= StatusFlags.DISK_LOW
         if self._link_backlog():
             flags |= StatusFlags.LINK_BACKLOG

@@ -33,11 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from common.config import ConfigError, load
     from drone_agent import plugins
-    from drone_agent.agent import from_config
+    from drone_agent.agent import from_config, violation_encoder
     from drone_agent.config import AgentConfig
     from drone_agent.errors import OutboxError, PluginError
     from drone_agent.hardware import HardwareError
 
+    KeyFileError = _key_file_error()
+
+    # The outbox, evidence and anything else the agent writes are its user's alone, whatever
+    # umask the shell or the unit (UMask=) gave: plates and positions are personal data.
+    os.umask(0o077)
     # Handlers first: a SIGTERM during the (slow) start-up still ends in a clean stop.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
                          *clock):  # names resolve, options are checked where a plug-in can
                 section = getattr(config, part.section)
                 plugins.check(part, section.factory, section.options)
+            violation_encoder(config)  # the signing key loads
             print(f"{args.config}: config OK (drone {config.drone_id})")
             return EXIT_OK
         agent = from_config(config)
-    except PluginError as exc:
+    except (PluginError, KeyFileError) as exc:
         return _fail(EXIT_CONFIG, f"{args.config}: {exc}")
     except HardwareError as exc:
         return _fail(EXIT_FAILED, f"hardware failed at start: {exc}")
@@ -74,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("drone_agent").info("stopping (signal)")
     agent.stop(timeout=args.stop_timeout)
     return EXIT_OK
+
+
+def _key_file_error() -> type[Exception]:
+    """common.signing.KeyFileError, imported only where it can be raised (cryptography)."""
+    try:
+        from common.signing import KeyFileError
+    except ImportError:
+        return ValueError
+    return KeyFileError
 
 
 def sd_notify(state: str) -> None:

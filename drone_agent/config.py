@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from common.accounts import check_drone_id
 from common.config import field, from_dict
 from common.merge import deep_merge
 from drone_agent.outbox import ROW_OVERHEAD, TELEMETRY_SIZE_ESTIMATE
@@ -194,10 +195,24 @@ class ClockConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    key_file: str = field(
+        "", doc="This drone's Ed25519 private key, `<key_id>.key` (`presacop keys gen`, mode "
+        "0600): violations are signed with it. \"\" sends them unsigned (a gateway with "
+        "security.require_signatures dead-letters those).")
+
+
+def _drone_id(v: str) -> str | None:
+    if not DRONE_ID_RE.fullmatch(v):
+        return "must be 1..32 characters of A-Z a-z 0-9 _ -"
+    return check_drone_id(v)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
-    drone_id: str = field(doc="This drone's id: 1..32 of [A-Za-z0-9_-]; MQTT client id and topic.",
-                          check=lambda v: None if DRONE_ID_RE.fullmatch(v)
-                          else "must be 1..32 characters of A-Z a-z 0-9 _ -")
+    drone_id: str = field(doc="This drone's id: 1..32 of [A-Za-z0-9_-], not starting with "
+                          "`presacop` (service accounts); MQTT client id and topic.",
+                          check=_drone_id)
     position: PositionConfig = field(doc="Position source.")
     data_dir: str = field("/var/lib/presacop-agent", doc="Outbox database and evidence live here.",
                           check=lambda v: None if v.strip() else "must not be empty")
@@ -212,6 +227,7 @@ class AgentConfig:
     camera: CameraConfig = field(default_factory=CameraConfig, doc="Camera.")
     power: PowerConfig = field(default_factory=PowerConfig, doc="Power source.")
     clock: ClockConfig = field(default_factory=ClockConfig, doc="Time source detection.")
+    signing: SigningConfig = field(default_factory=SigningConfig, doc="Violation signatures.")
 
 
 def from_layers(*layers: Mapping[str, Any], source: str) -> AgentConfig:

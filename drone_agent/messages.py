@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 
 import protocol
 from drone_agent.hardware import Fix, PowerReading
@@ -84,8 +85,10 @@ def telemetry(hdr: Header, fix: Fix | None, last_fix: Fix | None, power: PowerRe
     return protocol.encode(msg)
 
 
-def violation(hdr: Header, where: Fix | None, read: PlateRead, evidence_id: str) -> bytes:
-    """Encoded violation for `read`. Raises `LocalProtocolError` if the plate is unusable."""
+def violation(hdr: Header, where: Fix | None, read: PlateRead, evidence_id: str,
+              encode: Callable[[Violation], bytes] = protocol.encode) -> bytes:
+    """Encoded violation for `read`, by `encode` (common.signing.Signer.encode signs it).
+    Raises `LocalProtocolError` if the plate is unusable."""
     plate = normalise_plate(read.text)
     region = read.region.upper() if isinstance(read.region, str) else read.region
     confidence = min(1.0, max(0.0, float(read.confidence)))
@@ -94,11 +97,11 @@ def violation(hdr: Header, where: Fix | None, read: PlateRead, evidence_id: str)
                     confidence=confidence, code=code, evidence_id=evidence_id,
                     vehicle=_vehicle(read))
     try:
-        return protocol.encode(msg)
+        return encode(msg)
     except LocalProtocolError as exc:
         if msg.vehicle is None or not (exc.path or "").startswith("$.vehicle"):
             raise
-    return protocol.encode(dataclasses.replace(msg, vehicle=None))
+    return encode(dataclasses.replace(msg, vehicle=None))
 
 
 def status(hdr: Header, online: bool) -> bytes:

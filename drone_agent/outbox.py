@@ -21,6 +21,14 @@ Bounds (rows and bytes; a row is counted as its payload plus `ROW_OVERHEAD`):
   so telemetry carrying the OUTBOX_FULL flag still fits; to make room it drops the oldest telemetry;
   if only violations are left, `put` raises `OutboxFull` (counted in `refused`).
 
+Full disk: SQLite in WAL mode needs new pages even to delete a row, so on a full file system the
+acks would fail (delivery stops, the queue never shrinks) and so would every new violation. The
+outbox keeps `disk_reserve_bytes` allocated in a file beside the database (`<outbox>.reserve`);
+the first write that fails with "disk full" gives that space back and runs once more, logged as an
+error and counted in `disk_full_events` (the agent raises DISK_LOW in telemetry while
+`reserve_released`). The reserve is taken again once the disk has twice its size free. A write
+that fails even then raises OutboxError, which the agent logs and counts: never silent.
+
 Thread-safe: one connection guarded by a lock.
 
 Raises: `OutboxFull` (no room for a violation), `OutboxError` (database unusable or sequence
@@ -30,16 +38,24 @@ space exhausted).
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from drone_agent.errors import OutboxError, OutboxFull
 
+log = logging.getLogger("drone_agent.outbox")
+T = TypeVar("T")
+
 ROW_OVERHEAD = 64  # rough per-row cost in SQLite (key, columns, index entry)
+DISK_RESERVE_BYTES = 8 * 1024 * 1024  # room for acks and violations when the disk is full
 SEQ_MAX = 2**32 - 1  # the wire's seq is a uint32
 TELEMETRY_SIZE_ESTIMATE = 96  # bytes reserved per reserved telemetry row
 SCHEMA_VERSION = 1
@@ -79,7 +95,8 @@ class Outbox:
     """A bounded, durable, prioritised message queue. See the module docstring."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = 64 * 1024 * 1024,
-                 max_rows: int = 200_000, telemetry_reserve_rows: int = 16) -> None:
+                 max_rows: int = 200_000, telemetry_reserve_rows: int = 16,
+                 disk_reserve_bytes: int = DISK_RESERVE_BYTES) -> None:
         """Open (creating if needed) the outbox at `path`. Raises `OutboxError`."""
         if telemetry_reserve_rows >= max_rows:
             raise ValueError("telemetry_reserve_rows must be < max_rows")
@@ -93,12 +110,16 @@ class Outbox:
                              f"({self.reserve_bytes} bytes)")
         self.telemetry_dropped = 0
         self.refused = 0
+        self.disk_full_events = 0
+        self.disk_reserve_bytes = disk_reserve_bytes
+        self._reserve = self.path.with_name(self.path.name + ".reserve")
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._setup()
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
+        self._take_reserve()
 
     def _setup(self) -> None:
         db = self._db
@@ -147,7 +168,8 @@ class Outbox:
             seq = self._take_seq()
             payload = build(seq)
             cost = len(payload) + ROW_OVERHEAD
-            with self._tx() as db:
+
+            def store(db: sqlite3.Connection) -> list[tuple[int, int]] | None:
                 dropped = self._make_room(db, kind, cost)
                 if dropped is not None:
                     db.execute(
@@ -155,6 +177,9 @@ class Outbox:
                         "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                         (seq, PRIORITY[kind], kind, payload, evidence_id, created))
                     self._set_meta(db, "next_seq", seq + 1)
+                return dropped
+
+            dropped = self._write(store)
             if dropped is None:  # nothing was written: the transaction committed no change
                 return self._refuse(kind)
             self._next_seq = seq + 1
@@ -166,8 +191,7 @@ class Outbox:
         Raises `OutboxError`."""
         with self._lock:
             seq = self._take_seq()
-            with self._tx() as db:
-                self._set_meta(db, "next_seq", seq + 1)
+            self._write(lambda db: self._set_meta(db, "next_seq", seq + 1))
             self._next_seq = seq + 1
             return seq
 
@@ -177,26 +201,35 @@ class Outbox:
         batch = list(seqs)
         if not batch:
             return 0
-        with self._lock:
+        def delete(db: sqlite3.Connection) -> list[tuple[str, int]]:
             gone: list[tuple[str, int]] = []
-            with self._tx() as db:
-                for chunk in _chunks(batch, 500):
-                    marks = ",".join("?" * len(chunk))
-                    gone += db.execute(
-                        f"SELECT kind, length(payload) FROM messages WHERE seq IN ({marks})", chunk
-                    ).fetchall()
-                    db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+            for chunk in _chunks(batch, 500):
+                marks = ",".join("?" * len(chunk))
+                gone += db.execute(
+                    f"SELECT kind, length(payload) FROM messages WHERE seq IN ({marks})", chunk
+                ).fetchall()
+                db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+            return gone
+
+        with self._lock:
+            gone = self._write(delete)
             for kind, size in gone:
                 self._forget(kind, size + ROW_OVERHEAD)
+            if self.reserve_released:
+                self._take_reserve()
             return len(gone)
 
     def hold(self, seqs: Iterable[int]) -> None:
         """Move refused rows behind everything else (they stay queued). Raises `OutboxError`."""
         batch = list(seqs)
-        with self._lock, self._tx() as db:
+
+        def move(db: sqlite3.Connection) -> None:
             for chunk in _chunks(batch, 500):
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"UPDATE messages SET priority = {HELD} WHERE seq IN ({marks})", chunk)
+
+        with self._lock:
+            self._write(move)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -255,12 +288,64 @@ class Outbox:
         with self._lock:
             if self._db is not None:
                 try:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    # On a full disk the checkpoint may fail: the WAL keeps the data safely.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     self._db.close()
                     self._db = None  # type: ignore[assignment]
 
+    @property
+    def reserve_released(self) -> bool:
+        """True while the disk reserve is given up (the disk was full and has not recovered)."""
+        return self.disk_reserve_bytes > 0 and not self._reserve_held
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """`body` in one write transaction; on a full disk, once more after giving the reserve
+        back. Raises OutboxError."""
+        try:
+            with self._tx() as db:
+                return body(db)
+        except OutboxError as exc:
+            if not (_disk_full(exc.__cause__) and self._release_reserve()):
+                raise
+        with self._tx() as db:
+            return body(db)
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space back to the file system; False if there was none."""
+        if not self._reserve_held:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            self._reserve.unlink()
+        self._reserve_held = False
+        self.disk_full_events += 1
+        log.error("DISK FULL under %s: released the outbox's %d-byte reserve so acks and "
+                  "violations can still be written; free some space", self.path.parent,
+                  self.disk_reserve_bytes)
+        return True
+
+    def _take_reserve(self) -> None:
+        """Allocate the reserve file, if the disk has twice its size free."""
+        self._reserve_held = False
+        if not self.disk_reserve_bytes:
+            return
+        try:
+            if not self._reserve.exists():
+                if shutil.disk_usage(self._reserve.parent).free < 2 * self.disk_reserve_bytes:
+                    return
+                fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, self.disk_reserve_bytes)  # blocks, not a hole
+                finally:
+                    os.close(fd)
+            self._reserve_held = True
+        except OSError as exc:
+            log.warning("cannot allocate the outbox's disk reserve %s: %s", self._reserve, exc)
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -365,6 +450,11 @@ class Outbox:
     def _set_meta(db: sqlite3.Connection, key: str, value: int) -> None:
         db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    return isinstance(exc, sqlite3.Error) and \
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 def _chunks(items: list[int], n: int) -> Iterable[list[int]]:

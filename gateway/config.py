@@ -129,8 +129,6 @@ class MqttConfig:
     reconnect_min_s: float = field(0.5, doc="First reconnect delay (jittered, doubling).",
                                    check=_between(0.01, 3600))
     reconnect_max_s: float = field(30.0, doc="Largest reconnect delay.", check=_between(0.01, 3600))
-
-
     max_packet_size: int = field(
         66560,
         doc="MQTT 5 Maximum Packet Size asked for on CONNECT: the broker never sends this gateway "
@@ -139,6 +137,8 @@ class MqttConfig:
         "publishes from drones; keep the two equal (docs/security.md, size limits).",
         check=_between(1024, 268435460),
     )
+
+
     def effective_client_id(self) -> str:
         """The configured client id, or `presacop-gateway-<hostname>`."""
         return self.client_id or f"presacop-gateway-{socket.gethostname()}"
@@ -250,10 +250,6 @@ class LimitsConfig:
                                check=_between(0.001, 3600))
     drain_timeout_s: float = field(20.0, doc="On SIGTERM, wait this long for in-flight Kafka "
                                    "acknowledgements.", check=_between(0, 3600))
-
-
-@dataclasses.dataclass(frozen=True)
-class MetricsConfig:
     max_seq_jump: int = field(
         10000,
         doc="Replay bound: a drone's seq may exceed the highest seen by at most this plus "
@@ -267,6 +263,10 @@ class MetricsConfig:
         "violations at the recognizer's rate), for the replay bound.",
         check=_between(0, 10**6),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsConfig:
     address: str = field("127.0.0.1:9464", doc="host:port for /metrics and /healthz; \"\" "
                          "disables; port 0 picks a free port (logged).", check=_address)
 
@@ -277,10 +277,6 @@ class LogConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field("INFO", doc="Log level.")
 
 
-@dataclasses.dataclass(frozen=True)
-class GatewayConfig:
-    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
-    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
 @dataclasses.dataclass(frozen=True)
 class SecurityConfig:
     require_signatures: bool = field(
@@ -302,14 +298,18 @@ class SecurityConfig:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class GatewayConfig:
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a gateway config (None: defaults). Raises `ConfigError`."""
-    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     cfg = load(GatewayConfig, path, env=env)
     return _checked(cfg, str(path) if path is not None else "<defaults>")
 
@@ -335,13 +335,13 @@ def _cross_check(cfg: GatewayConfig) -> tuple[str, str] | None:
     rules = [
         (m.reconnect_max_s < m.reconnect_min_s, "mqtt.reconnect_max_s",
          "must be >= mqtt.reconnect_min_s"),
+        (cfg.security.require_signatures and not cfg.security.keys_dir, "security.keys_dir",
+         "required with security.require_signatures"),
         (bool(m.tls.key_file) and not m.tls.cert_file, "mqtt.tls.key_file",
          "set mqtt.tls.cert_file too"),
         (p.delivery_timeout_ms < p.linger_ms + p.request_timeout_ms,
          "kafka.producer.delivery_timeout_ms",
          "must be >= kafka.producer.linger_ms + kafka.producer.request_timeout_ms"),
-        (cfg.security.require_signatures and not cfg.security.keys_dir, "security.keys_dir",
-         "required with security.require_signatures"),
         (k.security_protocol.startswith("SASL_") and not k.sasl_mechanism, "kafka.sasl_mechanism",
          f"required with security_protocol {k.security_protocol}"),
         (len(set(k.topics.all())) != 4, "kafka.topics", "the four topics must be distinct"),

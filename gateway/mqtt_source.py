@@ -146,14 +146,14 @@ class PahoSource:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._cfg.session_expiry_s
         props.ReceiveMaximum = self._cfg.receive_maximum
+        # The broker drops (never sends) larger packets: no message outgrows this in memory.
+        props.MaximumPacketSize = self._cfg.max_packet_size
         self._connack_at = None
         try:
             self._client.connect(self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s,
                                  clean_start=False, properties=props)
         except (OSError, ValueError) as exc:
             log.warning("mqtt connect failed: %s", exc,
-        # The broker drops (never sends) larger packets: no message outgrows this in memory.
-        props.MaximumPacketSize = self._cfg.max_packet_size
                         extra={"host": self._cfg.host, "port": self._cfg.port})
             return False
         return True

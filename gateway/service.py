@@ -98,13 +98,13 @@ class Gateway:
             topics=config.kafka.topics,
             max_clock_skew_ms=int(config.limits.max_clock_skew_s * 1000),
             deadletter_max_bytes=config.limits.deadletter_max_bytes,
+            verifier=verifier_for(config.security),
+            require_signatures=config.security.require_signatures,
         )
         m.add_collector(SeqCollector(self._seq_snapshot))
         # Per-message counts, kept as plain ints under `_lock` and added to the prometheus
         # counters at scrape time (`_flush_counts`): no metric call per message.
         self._counts: dict[Any, int] = {}
-            verifier=verifier_for(config.security),
-            require_signatures=config.security.require_signatures,
         self._produced_by_kind: dict[str, Any] = {}
         self._source_seen = SourceCounts()  # the source's counts already added to the metrics
         m.before_collect = self._flush_counts
