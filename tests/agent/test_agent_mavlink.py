@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -312,3 +313,31 @@ def test_plugin_options_are_checked_without_opening_anything(
         plugins.check(part, spec, options)
     assert info.value.key == f"{part.section}.options"
     plugins.check(plugins.POSITION, "gpsd", {"port": 2948, "device": "/dev/ttyACM0"})  # fine
+
+
+def test_tcp_link_reopens_after_the_peer_drops_it() -> None:
+    """tcp: (mavlink-router's server, SITL): a dropped connection is a port error, and the link
+    connects again and reads on."""
+    server = socket.create_server(("127.0.0.1", 0))
+    ap_mav = mav.MAVLink(None, srcSystem=1, srcComponent=1)
+
+    def frames(lat: int) -> bytes:
+        return (ap_mav.heartbeat_encode(mav.MAV_TYPE_QUADROTOR, mav.MAV_AUTOPILOT_PX4, 0, 0, 4)
+                .pack(ap_mav)
+                + ap_mav.global_position_int_encode(1, lat, -739_855_426, 40_000, 0, 0, 0, 0,
+                                                    0).pack(ap_mav))
+
+    position = MavlinkPosition(f"tcp:127.0.0.1:{server.getsockname()[1]}", **FAST)
+    try:
+        for lat in (407_579_747, 407_600_000):  # one connection, then the next
+            peer, _ = server.accept()
+            with peer:
+                wait_until(lambda lat=lat, peer=peer: peer.sendall(frames(lat)) or (
+                    (f := position.fix()) is not None and round(f.lat * 1e7) == lat and f),
+                    10, f"a fix at {lat} over TCP")
+                assert peer.recv(4096)[:1] == b"\xfd"  # our HEARTBEAT, MAVLink 2
+        stats = position.stats()
+        assert stats["mavlink_port_errors"] == 1 and stats["mavlink_reconnects"] == 1
+    finally:
+        position.close()
+        server.close()
