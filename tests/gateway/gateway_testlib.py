@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +24,12 @@ from typing import Any
 import pytest
 
 import protocol
+from common.kafka import import_kafka
 from common.proc import ChildProcess
 from presacop.stack import free_port
 
-with warnings.catch_warnings():
-    # kafka-python 3.0 uses the deprecated importlib.resources API at import time.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, TopicPartition
+_kafka = import_kafka()
+KafkaConsumer, TopicPartition = _kafka.KafkaConsumer, _kafka.TopicPartition
 
 PRESACOP = str(Path(sys.executable).with_name("presacop"))
 # kafka.backend values the delivery and Kafka-outage tests run with (the dev extra installs both).
