@@ -206,7 +206,7 @@ class _Pages:
     # --- the queue -------------------------------------------------------------------------
 
     async def queue(self, request: Request, *, error: str = "", status: int = 200,
-                    typed: str = "") -> Response:
+                    typed: str = "", refused_alert: object = None) -> Response:
         session = await self.session(request)
 
         def load() -> tuple[list[dict[str, Any]], int]:
@@ -214,8 +214,10 @@ class _Pages:
                 return view.open_alerts(conn), view.queue_depth(conn)
 
         alerts, depth = await run_in_threadpool(load)
-        wanted = request.query_params.get("alert")
+        wanted = refused_alert or request.query_params.get("alert")
         focus = next((a for a in alerts if a["alert_id"] == wanted), alerts[0] if alerts else None)
+        if focus is None or focus["alert_id"] != refused_alert:
+            typed = ""  # a refused code is shown again only on the alert it was typed for
         return self.render(request, "queue.html", status, session=session, alerts=alerts,
                            depth=depth, focus=focus, codes=CODES, error=error, typed=typed,
                            notice=self.flash.pop(session.id_hash, ""))
@@ -229,7 +231,8 @@ class _Pages:
                                            self.address(request))
         except (DecisionRefused, PublishFailed) as exc:
             return await self.queue(request, error=str(exc), status=_status(exc),
-                                    typed=str(data.get("code", ""))[:6])
+                                    typed=str(data.get("code", ""))[:6],
+                                    refused_alert=data.get("alert_id"))
         self.c.forwarder.wake.set()
         self.flash[session.id_hash] = (f"{done['message_id']} ({done['plate']}): code "
                                        f"{done['code']} recorded")

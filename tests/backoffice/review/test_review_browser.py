@@ -7,7 +7,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from review_testlib import PASSWORD, end_offsets, read_to_end
+from review_testlib import PASSWORD, T0, end_offsets, read_to_end
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -189,6 +189,8 @@ def test_two_officers_cannot_both_decide_one_alert(console, browsers):
     second.find_element(By.ID, "code").send_keys("14", Keys.ENTER)
     wait_until(lambda: "already decided by po-1" in text(second, "error"), 30,
                "the second officer's refusal")
+    # whatever alert is in focus now, the refused code is not waiting in it for an Enter
+    assert all(c.get_attribute("value") == "" for c in second.find_elements(By.ID, "code"))
     assert kafka_writes(console) == before
     corrected = [v for v, _ in read_to_end(console.bootstrap, console.topics["violations"])
                  if v["message_id"] == f"{d}:1" and v["revision"] > 0]
@@ -196,6 +198,7 @@ def test_two_officers_cannot_both_decide_one_alert(console, browsers):
 
 
 def test_bad_input_gets_a_clear_message_and_writes_nothing(console, browsers):
+    console.add_alert(drone(), 1, received_ms=T0 - 60_000)  # older: first in the queue
     b, aid, before = officer_at_new_alert(console, browsers)
     cases = [
         ("94", None, "94 is not a DOF violation code"),
@@ -212,6 +215,10 @@ def test_bad_input_gets_a_clear_message_and_writes_nothing(console, browsers):
                              "arguments[0]", tampered)
         b.find_element(By.ID, "code").send_keys(code, Keys.ENTER)
         wait_until(lambda m=message: m in text(b, "error"), 30, f"the message {message!r}")
+        if tampered is None:  # still on the same alert, the code kept for correcting
+            assert b.find_element(By.CSS_SELECTOR, "input[name=alert_id]").get_attribute(
+                "value") == aid
+            assert b.find_element(By.ID, "code").get_attribute("value") == code
     b.get(f"{console.url}/queue?alert={aid}")
     b.execute_script("const c = document.querySelector('#code'); c.removeAttribute('maxlength');"
                      "c.value = '1'.repeat(5000);")
