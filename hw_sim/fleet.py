@@ -154,6 +154,8 @@ class Fleet:
         id_prefix, first_index: drone ids are f"{id_prefix}-{index:04d}" from first_index.
         autopilot: each drone's route and battery fly on a simulated flight controller
             (`hw_sim.autopilot`) that its agent reads over MAVLink 2 (the `mavlink` sources).
+        keys_dir: sign each drone's violations with <keys_dir>/<drone_id>/0.key (made by
+            `presacop keys gen`, or common.signing.generate_key); None: unsigned.
 
     Raises:
         ValueError: bad counts or options (at construction, before anything starts).
@@ -167,7 +169,8 @@ class Fleet:
                  recognizer: Mapping[str, Any] | None = None,
                  agent: Mapping[str, Any] | None = None,
                  link_faults: LinkFaults | None = None,
-                 id_prefix: str = "sim", first_index: int = 1, autopilot: bool = False) -> None:
+                 id_prefix: str = "sim", first_index: int = 1, autopilot: bool = False,
+                 keys_dir: str | Path | None = None) -> None:
         if not isinstance(n_drones, int) or not 1 <= n_drones <= 1000:
             raise ValueError(f"Fleet n_drones must be 1..1000, got {n_drones!r}")
         if not 0 <= first_index <= 9999 - n_drones + 1:
@@ -188,6 +191,8 @@ class Fleet:
         self.agent_overrides = dict(agent or {})
         self.link_faults = link_faults
         self.autopilot = autopilot
+        # <keys_dir>/<drone_id>/0.key signs each drone's violations (`presacop keys gen` layout)
+        self.keys_dir = Path(keys_dir) if keys_dir is not None else None
         self.drone_ids = [f"{id_prefix}-{i:04d}" for i in range(first_index,
                                                                 first_index + n_drones)]
         if not _DRONE_ID_RE.fullmatch(self.drone_ids[-1]):
@@ -391,6 +396,8 @@ class Fleet:
             "position": {"factory": "hw_sim.position:RoutePosition"},
             "power": {"factory": "hw_sim.power:SimBattery"},
             "recognizer": {"factory": "drone_agent.stub_recognizer:StubRecognizer"},
+            **({"signing": {"key_file": str(self.keys_dir / drone_id / "0.key")}}
+               if self.keys_dir is not None else {}),
         }
         return from_layers(AGENT_DEFAULTS, self.agent_overrides, per_drone,
                            source=f"fleet agent options ({drone_id})")

@@ -49,6 +49,7 @@ class Demo:
         self.stack = StackHandle(args)
         self.endpoints: Endpoints | None = None
         self.workdir: Path | None = None
+        self.keys_dir: Path | None = None  # the drones' signing keys, made at start
         self.gateway: GatewayProcess | None = None
         self.watch: KafkaWatch | None = None
         self.fleet: Any = None
@@ -70,7 +71,9 @@ class Demo:
         create_topics(ep.kafka, list(self.topics.values()))
         self._topics_made = True
         say(f"  topics   presacop.demo.{self.run_id}.{{{','.join(ROLES)}}}")
-        self.gateway = GatewayProcess(self.workdir, ep, self.topics, self.run_id)
+        # Each drone signs its violations with a key made for this run; the gateway requires it.
+        self.keys_dir = self.workdir / "drone-keys"
+        self.gateway = GatewayProcess(self.workdir, ep, self.topics, self.run_id, self.keys_dir)
         self.gateway.start()
         say(f"  gateway  pid {self.gateway.pid}, metrics http://{self.gateway.metrics}"
             "/metrics")
@@ -84,13 +87,17 @@ class Demo:
         return self._finish()
 
     def _make_fleet(self, ep: Endpoints) -> Any:
+        from common.signing import generate_key
         from hw_sim.fleet import Fleet
 
-        assert self.workdir is not None
-        return Fleet(self.args.drones, ep.mqtt_host, ep.mqtt_port, self.workdir / "drones",
-                     seed=self.seed, recognizer={"unqualified_rate": DEMO_UNQUALIFIED_RATE},
-                     agent=DEMO_AGENT, id_prefix=f"demo-{self.run_id}",
-                     autopilot=self.args.position_source == "mavlink")
+        assert self.workdir is not None and self.keys_dir is not None
+        fleet = Fleet(self.args.drones, ep.mqtt_host, ep.mqtt_port, self.workdir / "drones",
+                      seed=self.seed, recognizer={"unqualified_rate": DEMO_UNQUALIFIED_RATE},
+                      agent=DEMO_AGENT, id_prefix=f"demo-{self.run_id}",
+                      autopilot=self.args.position_source == "mavlink", keys_dir=self.keys_dir)
+        for drone_id in fleet.drone_ids:
+            generate_key(self.keys_dir, drone_id)
+        return fleet
 
     def _fly(self) -> None:
         args, fleet = self.args, self.fleet
