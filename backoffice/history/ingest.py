@@ -41,6 +41,7 @@ from backoffice.config import BackofficeConfig
 
 from .progress import Progress
 from .records import HEADER, BadRow, check_header, normalize
+from .sender import SendFailed, open_sender
 
 CHECKPOINT_VERSION = 1
 DEADLETTER_RAW_MAX = 4096  # bytes of the original line kept in a dead letter
@@ -132,7 +133,6 @@ class _Run:
         self.summary = Summary(file=str(path), file_id=self.fid)
         self.progress = Progress(path.stat().st_size, progress)
         self.fid_bytes = self.fid.encode()
-        self.failures: list[BaseException] = []
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -141,10 +141,7 @@ class _Run:
             self.summary.already_done = True
             return self.summary
         kafka_clients.ensure_topics(self.cfg.kafka, self.topics)
-        h = self.cfg.history
-        self.producer = kafka_clients.producer(
-            self.cfg.kafka, linger_ms=h.linger_ms, batch_size=h.batch_size,
-            compression_type=None if h.compression_type == "none" else h.compression_type)
+        self.sender = open_sender(self.cfg)
         self.consumer = kafka_clients.consumer(self.cfg.kafka)
         try:
             if ckpt is None:
@@ -156,7 +153,7 @@ class _Run:
             self._stream(ckpt, skip)
             self.summary.file_totals = self.totals()["totals"]
         finally:
-            self.producer.close(timeout=10)
+            self.sender.close()
             self.consumer.close()
             self.progress.close()
             self.summary.seconds = time.monotonic() - started
@@ -260,11 +257,10 @@ class _Run:
         self._commit(offset, line, done=True)
 
     def _commit(self, offset: int, line: int, *, done: bool) -> None:
-        self.producer.flush(timeout=120)
-        if self.failures:
-            exc = self.failures[0]
-            raise DeliveryError(f"Kafka refused {len(self.failures)} record(s) before line "
-                                f"{line:,} (first: {exc!r}); rerun to resume") from exc
+        try:
+            self.sender.flush(timeout=120)
+        except SendFailed as exc:
+            raise DeliveryError(f"before line {line:,}: {exc}; rerun to resume") from exc
         self._save(offset, line, done)
 
     def _header(self, raw: bytes | None) -> None:
@@ -317,8 +313,7 @@ class _Run:
                    ("source-line", str(number).encode())]
         if reason is not None:
             headers.append(("reason", reason.encode()))
-        future = self.producer.send(topic, key=key, value=value.encode(), headers=headers)
-        future.add_errback(self.failures.append)
+        self.sender.send(topic, key, value.encode(), headers)
 
 
 def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

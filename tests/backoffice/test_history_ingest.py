@@ -29,8 +29,10 @@ def bad_lines(rows: int, seed: int, bad_fraction: float) -> set[int]:
                                                               bad_fraction=bad_fraction)) if bad}
 
 
-def test_every_row_once_and_bad_rows_dead_lettered_with_line_numbers(stack, tmp_path) -> None:
-    cfg = load_config(write_config(tmp_path, stack.kafka_bootstrap))
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_every_row_once_and_bad_rows_dead_lettered_with_line_numbers(stack, tmp_path,
+                                                                     backend) -> None:
+    cfg = load_config(write_config(tmp_path, stack.kafka_bootstrap, kafka={"backend": backend}))
     sample = tmp_path / "violations.csv.gz"
     write_sample(sample, 4000, seed=3, bad_fraction=0.01)
     summary = ingest(cfg, sample)
