@@ -18,6 +18,8 @@ from typing import Literal
 
 from common.config import ConfigError, describe, dump_toml, field, from_dict, load
 
+from .evidence.config import EvidenceConfig
+
 # The one filter the gateway needs; duplicated from protocol.SUBSCRIPTION so that loading a config
 # does not import the protocol package (a test checks the two agree).
 DEFAULT_SUBSCRIPTION = "presacop/v1/drones/+/+"
@@ -154,9 +156,11 @@ class TopicsConfig:
                         check=_kafka_topic)
     deadletter: str = field("presacop.deadletter", doc="Input that failed validation.",
                             check=_kafka_topic)
+    evidence: str = field("presacop.evidence", doc="One record per stored evidence object "
+                          "(docs/kafka-records.md).", check=_kafka_topic)
 
     def all(self) -> tuple[str, ...]:
-        return (self.telemetry, self.violations, self.alerts, self.deadletter)
+        return (self.telemetry, self.violations, self.alerts, self.deadletter, self.evidence)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +310,7 @@ class GatewayConfig:
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
+    evidence: EvidenceConfig = dataclasses.field(default_factory=EvidenceConfig)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -344,7 +349,8 @@ def _cross_check(cfg: GatewayConfig) -> tuple[str, str] | None:
          "must be >= kafka.producer.linger_ms + kafka.producer.request_timeout_ms"),
         (k.security_protocol.startswith("SASL_") and not k.sasl_mechanism, "kafka.sasl_mechanism",
          f"required with security_protocol {k.security_protocol}"),
-        (len(set(k.topics.all())) != 4, "kafka.topics", "the four topics must be distinct"),
+        (len(set(k.topics.all())) != len(k.topics.all()), "kafka.topics",
+         "the topics must be distinct"),
         (lim.retry_max_s < lim.retry_min_s, "limits.retry_max_s", "must be >= limits.retry_min_s"),
         (m.receive_maximum > lim.max_in_flight, "mqtt.receive_maximum",
          "must be <= limits.max_in_flight (else the broker legitimately sends more than the "

@@ -8,6 +8,7 @@ Raises: OSError from `build` when `metrics.address` cannot be bound (see `Gatewa
 from __future__ import annotations
 
 from .config import GatewayConfig, KafkaConfig
+from .evidence.store import open_store
 from .kafka_admin import AdminProbe, TopicCreator
 from .mqtt_source import PahoSource
 from .service import Gateway
@@ -20,7 +21,8 @@ def build(config: GatewayConfig, *, retire: bool = False,
     """The gateway of `config`, with a `PahoSource` and the backend's `Sink`."""
     return Gateway(config, source=make_source(config, retire=retire),
                    sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
-                   notifier=notifier, retire=retire)
+                   notifier=notifier, retire=retire,
+                   evidence_store=open_store(config.evidence.store))
 
 
 def make_source(config: GatewayConfig, *, retire: bool = False) -> PahoSource:

@@ -72,6 +72,7 @@ class PahoSource:
         self._paused = False
         self.client_id = client_id
         self._acks: collections.deque[tuple[int, int, int]] = collections.deque()
+        self._outgoing: collections.deque[tuple[str, bytes]] = collections.deque()
         self._generation = 0
         self._subscribed = threading.Event()
         self._stop = threading.Event()
@@ -101,6 +102,11 @@ class PahoSource:
         """Acknowledge a delivery (thread-safe; sent by the MQTT thread within ~10 ms)."""
         if delivery.qos > 0:
             self._acks.append((delivery.generation, delivery.mid, delivery.qos))
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish QoS 1 from the MQTT thread's next pass (thread-safe); dropped if the
+        connection is down then (evidence receipts: the drone asks again)."""
+        self._outgoing.append((topic, payload))
 
     def pending_acks(self) -> int:
         return len(self._acks)
@@ -265,6 +271,10 @@ class PahoSource:
                 self._client.ack(mid, qos)
         if mids:
             self._client.ack_many(mids)
+        while self._outgoing:
+            topic, payload = self._outgoing.popleft()
+            if self._connack_at is not None:
+                self._client.publish(topic, payload, qos=1)
 
     def _disconnect_cleanly(self) -> None:
         from paho.mqtt.packettypes import PacketTypes

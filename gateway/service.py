@@ -36,9 +36,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import protocol
+
 from .config import GatewayConfig
 from .dedupe import SeqTracker, Verdict
 from .errors import KafkaRefused, SinkError
+from .evidence.intake import EvidenceIntake, Frame
+from .evidence.store import EvidenceStore
 from .kafka_health import HealthProbe
 from .metrics import MAX_DRONE_SERIES, GatewayMetrics, MetricsServer, SeqCollector
 from .records import OutRecord, Receipt, dead_letter_record
@@ -77,7 +81,8 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig, *, source: Source, sink: Sink,
-                 notifier: Notifier | None = None, retire: bool = False) -> None:
+                 notifier: Notifier | None = None, retire: bool = False,
+                 evidence_store: EvidenceStore | None = None) -> None:
         self.config = config
         self._retire = retire
         self.gateway_id = config.mqtt.effective_client_id()
@@ -120,6 +125,17 @@ class Gateway:
         m.kafka_outstanding.set_function(lambda: self._kafka.outstanding)
         m.kafka_waiting.set_function(lambda: self._kafka.waiting)
         self._source = source
+        # Evidence frames (protocol section 14) go to their own thread, acknowledged by it once
+        # durable; None (no store given) dead-letters them like any unknown topic.
+        self._evidence: EvidenceIntake | None = None
+        if evidence_store is not None:
+            self._evidence = EvidenceIntake(
+                config.evidence, evidence_store, gateway_id=self.gateway_id,
+                evidence_topic=config.kafka.topics.evidence,
+                deadletter_topic=config.kafka.topics.deadletter,
+                submit=lambda record, done: self._kafka.submit(record, done),
+                publish=source.publish,
+                deadletter_max_bytes=config.limits.deadletter_max_bytes)
         m.mqtt_connected.set_function(lambda: int(source.connected))
         m.intake_paused.set_function(lambda: int(source.paused))
         self._server: MetricsServer | None = None
@@ -145,6 +161,8 @@ class Gateway:
             log.info("metrics listening", extra={"address": self._server.address})
         self._kafka.start()
         self._probe.start()
+        if self._evidence is not None:
+            self._evidence.start()
         self._source.start(self)
         log.info("gateway started", extra={"gateway_id": self.gateway_id,
                                            "subscription": self._source.subscription})
@@ -200,7 +218,9 @@ class Gateway:
 
     def _failure(self) -> tuple[int, str] | None:
         """(exit code, why) when the gateway cannot go on."""
-        if not (self._source.alive and self._kafka.alive and self._probe.alive):
+        evidence_alive = self._evidence is None or self._evidence.alive
+        if not (self._source.alive and self._kafka.alive and self._probe.alive
+                and evidence_alive):
             return EXIT_THREAD_DIED, "a gateway thread died; stopping so the service manager " \
                 "restarts us"
         refused = self._kafka.refused
@@ -229,6 +249,8 @@ class Gateway:
         with self._lock:
             self._draining = True  # what was admitted before this is with Kafka, and awaited
         timeout = self.config.limits.drain_timeout_s
+        if self._evidence is not None:
+            self._evidence.stop(timeout / 2)  # its queued frames staged and their records sent
         drained = self._kafka.wait_idle(timeout)
         left = len(self._pending)
         log.info("drained" if drained else "drain timed out; unacknowledged messages will be "
@@ -283,7 +305,8 @@ class Gateway:
 
     def room(self) -> int:
         """How many more messages the gateway may take (read by the source)."""
-        return self._max_in_flight - self._in_flight
+        room = self._max_in_flight - self._in_flight
+        return room if self._evidence is None else min(room, self._evidence.room())
 
     def deliver(self, batch: list[Delivery]) -> None:
         """Route a loop pass's deliveries, then admit them and hand their records to Kafka
@@ -293,6 +316,9 @@ class Gateway:
         for d in batch:
             topic = d.topic if isinstance(d.topic, str) else d.topic.decode("utf-8", "replace")
             receipt = Receipt(topic, _now_ms(), gateway_id, d.qos, d.retain)
+            if self._evidence is not None and protocol.is_evidence_topic(d.topic):
+                self._offer_evidence(d, topic, receipt)
+                continue
             routed.append((d, route(d.topic, d.payload, receipt, settings), receipt))
         submits: list[tuple[OutRecord, Callback]] = []
         with self._lock:
@@ -310,6 +336,13 @@ class Gateway:
                 self._in_flight_max = self._in_flight
             if submits:
                 self._kafka.submit_many(submits)
+
+    def _offer_evidence(self, d: Delivery, topic: str, receipt: Receipt) -> None:
+        """Hand an evidence frame to its thread; it acknowledges the frame once durable."""
+        assert self._evidence is not None
+        if self._draining:
+            return  # unacknowledged: the broker redelivers it to whoever takes over
+        self._evidence.offer(Frame(topic, d.payload, receipt, lambda: self._source.ack(d)))
 
     def _admit(self, routed: Routed, delivery: Delivery, receipt: Receipt) -> _Pending | None:
         """The pending entry to produce, or None when the delivery is a duplicate (caller holds

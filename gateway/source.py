@@ -79,6 +79,10 @@ class Source(Protocol):
     def ack(self, delivery: Delivery) -> None:
         """Acknowledge a delivery (thread-safe, non-blocking; QoS 0 needs none)."""
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish QoS 1 (thread-safe, non-blocking): evidence receipts to drones. Dropped when
+        not connected: the drone asks again (gateway/evidence/intake.py)."""
+
     def stop(self, timeout: float = 10.0, *, end_session: bool = False) -> None:
         """Send the acks handed over so far, disconnect and join the thread. `end_session`
         (retiring) ends the broker session instead of keeping it."""

@@ -34,6 +34,7 @@ class MemorySource:
         self.connected = False  # True once started; a test may set it
         self.paused = False
         self.acked: list[Delivery] = []
+        self.published: list[tuple[str, bytes]] = []
         self.stopped_with: dict[str, bool] | None = None  # stop()'s end_session, once stopped
         self._alive = False
         self._intake: Intake | None = None
@@ -49,6 +50,9 @@ class MemorySource:
 
     def start(self, intake: Intake) -> None:
         self._intake, self._alive, self.connected = intake, True, True
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.published.append((topic, payload))
 
     def push(self, *deliveries: Delivery) -> None:
         """Deliver one batch now, on this thread (like the source thread's loop pass)."""

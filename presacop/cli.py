@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("backoffice.stats.cli", "archive + statistics on Spark, and their report"),
     "keys": ("presacop.keys", "generate a drone's Ed25519 signing key pair"),
     "verify": ("backoffice.verify", "check the drones' signatures on violation records, offline"),
+    "evidence": ("backoffice.evidence", "evidence retention: gc [--dry-run]"),
 }
 
 

@@ -33,7 +33,8 @@ def test_defaults_target_the_local_dev_stack():
     assert cfg.kafka.bootstrap_servers == "127.0.0.1:19092"
     assert cfg.mqtt.subscription == protocol.SUBSCRIPTION
     assert cfg.kafka.topics.all() == ("presacop.telemetry", "presacop.violations",
-                                      "presacop.alerts", "presacop.deadletter")
+                                      "presacop.alerts", "presacop.deadletter",
+                                      "presacop.evidence")
     assert cfg == GatewayConfig()
     assert cfg.mqtt.effective_client_id().startswith("presacop-gateway-")
 
