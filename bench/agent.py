@@ -1,4 +1,4 @@
-"""Bench the drone agent's own costs with simulated hardware (hw_sim) and the stub recognizer.
+"""Bench the drone agent's own costs with simulated hardware (hw_sim) and its recognizer.
 
     .venv/bin/python bench/agent.py              # ~2 min: private Mosquitto (and a subscriber
                                                  # standing in for the gateway), every figure
@@ -15,14 +15,14 @@ Figures, each at 720p and 1080p (SimCamera with fps=0: frames as fast as asked):
                     violation. Measured inside a real `Agent` (the real threads, a real broker):
                     the thread CPU time between the end of one recognize() call and the start
                     of the next. The publisher and telemetry threads are listed separately.
-    recognizer      CPU ms per call of the stub (reads the simulator's truth: ~nothing).
+    recognizer      CPU ms per call of hw_sim's recognizer (looks up the simulator's truth).
     JPEG encode     cv2.imencode at the configured quality (evidence.jpeg_quality, default 85),
                     CPU ms per frame, and the JPEG size.
     outbox put      durable enqueues per second into a fresh outbox on the real disk (a temp dir
                     under --dir), violations and telemetry separately, with the outbox's fsync
                     policy (SQLite WAL, synchronous=FULL: one fsync per put).
     agent RSS       peak resident memory of a real `presacop agent` process (subprocess, sim
-                    camera at --rss-fps and 1080p, route GPS, battery, stub recognizer,
+                    camera at --rss-fps and 1080p, route GPS, battery, sim recognizer,
                     publishing to the broker) over --rss-seconds: the kernel's high-water mark
                     (VmHWM) and the highest psutil sample (every 0.2 s).
 
@@ -177,7 +177,8 @@ def agent_toml(data_dir: Path, drone_id: str, host: str, port: int, width: int, 
         "[position]", 'factory = "hw_sim.position:RoutePosition"',
         "[position.options]", "seed = 1",
         "[power]", 'factory = "hw_sim.power:SimBattery"',
-        "[recognizer]", 'factory = "stub"', f"max_rate_hz = {max_rate_hz}",
+        "[recognizer]", 'factory = "hw_sim.recognizer:SimRecognizer"',
+        f"max_rate_hz = {max_rate_hz}",
         "[recognizer.options]", "seed = 1", ""])
 
 
@@ -343,7 +344,7 @@ def render(result: dict[str, Any]) -> str:
          *cell(lambda r: r["agent"]["pipeline_cpu"]["mean_ms"])],
         ["agent pipeline CPU ms/frame p50", *cell(lambda r: r["agent"]["pipeline_cpu"]["p50_ms"])],
         ["agent pipeline CPU ms/frame p99", *cell(lambda r: r["agent"]["pipeline_cpu"]["p99_ms"])],
-        ["recognizer (stub) CPU ms/call", *cell(lambda r: r["agent"]["recognizer_cpu"]["mean_ms"],
+        ["recognizer (sim) CPU ms/call", *cell(lambda r: r["agent"]["recognizer_cpu"]["mean_ms"],
                                                 3)],
         ["JPEG encode CPU ms (mean)", *cell(lambda r: r["jpeg"]["cpu"]["mean_ms"])],
         ["JPEG encode CPU ms p99", *cell(lambda r: r["jpeg"]["cpu"]["p99_ms"])],

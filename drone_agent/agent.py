@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import protocol
+from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import Dedupe
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_STALL_S = 5.0  # no frame for this long -> CAMERA_FAULT
 ERROR_LOG_EVERY = 100  # repeated plug-in errors: log the first and every 100th
+CAMERA_RETRY_MIN_S, CAMERA_RETRY_MAX_S = 0.1, 5.0  # pause after a failed read, doubling
 COUNTERS = ("captured", "recognized", "skipped_frames", "reads", "violations", "deduped",
             "telemetry", "camera_errors", "recognizer_errors", "invalid_reads",
             "position_errors", "power_errors", "evidence_errors", "outbox_errors")
@@ -239,7 +241,7 @@ class Agent:
     # -- capture ------------------------------------------------------------------------------
 
     def _capture_loop(self) -> None:
-        errors = 0
+        retry = Backoff(CAMERA_RETRY_MIN_S, CAMERA_RETRY_MAX_S)  # attempt = failures in a row
         while not self._stop.is_set():
             try:
                 frame = self.camera.read()
@@ -249,17 +251,17 @@ class Agent:
                 log.error("camera failed for good: %s (CAMERA_FAULT; telemetry continues)", exc)
                 return
             except Exception as exc:
-                errors += 1
+                delay = retry.next()
                 self._count("camera_errors")
                 self._last_camera_error_at = time.monotonic()
-                if errors == 1 or errors % ERROR_LOG_EVERY == 0:
-                    log.warning("camera read failed (%d so far): %s", errors, exc)
-                self._stop.wait(min(5.0, 0.1 * 2 ** min(errors, 6)))
+                if retry.attempt == 1 or retry.attempt % ERROR_LOG_EVERY == 0:
+                    log.warning("camera read failed (%d so far): %s", retry.attempt, exc)
+                self._stop.wait(delay)
                 continue
             if frame is None:
                 self._stop.wait(0.01)
                 continue
-            errors = 0
+            retry.reset()
             self._last_frame_at = time.monotonic()
             self._count("captured")
             self._slot.put(frame)

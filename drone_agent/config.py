@@ -87,8 +87,8 @@ class MqttConfig:
                           check=_between(1, 1000))
     connect_timeout_s: float = field(10.0, doc="TCP/TLS connect and CONNACK timeout.",
                                      check=_positive)
-    backoff_min_s: float = field(0.5, doc="First reconnect delay (jittered, doubles per failure).",
-                                 check=_positive)
+    backoff_min_s: float = field(
+        0.5, doc="Shortest reconnect delay (jittered range doubles per failure).", check=_positive)
     backoff_max_s: float = field(30.0, doc="Largest reconnect delay.", check=_positive)
 
     def __post_init__(self) -> None:

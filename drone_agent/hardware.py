@@ -1,12 +1,14 @@
 """The hardware the agent talks to, as small interfaces.
 
 Real implementations live in `drone_agent` (OpenCV camera, replay position source); `hw_sim`
-implements the same interfaces for laptops and tests. Nothing here imports `hw_sim`.
+implements the same interfaces for laptops and tests. Nothing here imports `hw_sim`, and nothing
+here knows about simulation: a `Frame` is what a real camera delivers (the simulator keeps the
+truth about its frames to itself, `hw_sim.truth`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from drone_agent.errors import AgentError
@@ -16,24 +18,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class TruthPlate:
-    """What a simulator knows is in a frame. Real cameras carry none."""
-
-    text: str  # plate text, [A-Z0-9]{1,8}
-    region: str  # two letters, e.g. "NY"
-    code: int | None  # NYC violation code if this car is in violation, None if parked legally
-    box: tuple[int, int, int, int]  # x, y, w, h of the plate in pixels
-    make: str | None = None
-    colour: str | None = None
-    body: str | None = None
-
-
-@dataclass(frozen=True)
 class Frame:
     image: np.ndarray  # BGR uint8, H x W x 3 (OpenCV's layout)
     index: int  # frame counter from the camera, increasing
     captured_at: float  # time.time() when captured
-    truth: tuple[TruthPlate, ...] = field(default=())
 
 
 @runtime_checkable

@@ -37,12 +37,12 @@ Raises: nothing from the thread (errors are logged, counted and retried); `start
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from common.backoff import Backoff
 from drone_agent.config import MqttConfig
 from drone_agent.outbox import Outbox
 from drone_agent.uploader import Uploader
@@ -57,16 +57,6 @@ UNROUTED_RETRY_MIN_S = 1.0  # the pause after the first unrouted PUBACK, doublin
 UNROUTED_RETRY_MAX_S = 30.0  # ... up to this
 IDLE_POLL_S = 0.1  # select() timeout when idle: bounds the latency of new messages and of stop()
 BUSY_POLL_S = 0.01
-
-
-def backoff_delay(failures: int, min_s: float, max_s: float,
-                  rand: Callable[[float, float], float] = random.uniform) -> float:
-    """Jittered exponential backoff: min_s * 2**(failures-1), capped at max_s, times 0.5..1.
-
-    The jitter keeps a fleet that lost the same broker from reconnecting in lockstep; the 0.5
-    floor keeps a single drone from spinning."""
-    base = min(max_s, min_s * 2 ** max(0, failures - 1))
-    return base * rand(0.5, 1.0)
 
 
 class Publisher:
@@ -118,13 +108,14 @@ class Publisher:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
+        # Jittered: a fleet that lost the same broker does not come back in lockstep.
+        backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
         client: Any = None
         while not self._stopping.is_set():
             try:
                 client = client or self._make_client()
                 if self._connect(client):
-                    failures = 0
+                    backoff.reset()
                     self._session(client)
                     self._discard(client)
                     client = None
@@ -133,9 +124,8 @@ class Publisher:
                 log.exception("publisher: unexpected error")
                 self._discard(client)
                 client = None
-            failures += 1
             self.counters["connect_failures"] += 1
-            delay = backoff_delay(failures, self.config.backoff_min_s, self.config.backoff_max_s)
+            delay = backoff.next()
             log.info("publisher: reconnecting in %.1f s", delay)
             self._stopping.wait(delay)
         self._discard(client)
@@ -336,7 +326,7 @@ class Publisher:
         if getattr(reason_code, "value", None) == NO_MATCHING_SUBSCRIBERS:
             self._unrouted(seq)
             return
-        self._unrouted_streak = 0
+        self._unrouted_backoff.reset()
         if not self._acked:
             self._acked_since = time.monotonic()
         self._acked.append(seq)
@@ -349,10 +339,9 @@ class Publisher:
         now = time.monotonic()
         if now < self._unrouted_until:
             return  # one of the window sent before the pause began: the pause stands
-        self._unrouted_streak += 1
-        pause = backoff_delay(self._unrouted_streak, UNROUTED_RETRY_MIN_S, UNROUTED_RETRY_MAX_S)
+        pause = self._unrouted_backoff.next()
         self._unrouted_until = now + pause
-        if self._unrouted_streak == 1:
+        if self._unrouted_backoff.attempt == 1:
             log.warning("publisher: seq %d reached no subscriber (PUBACK 0x10: is the gateway "
                         "subscribed?); kept in the outbox, publishing paused %.1f s and "
                         "retried", seq, pause)
@@ -365,7 +354,8 @@ class Publisher:
         self._acked_since = 0.0
         self._status_mid: int | None = None
         self._unrouted_until = 0.0  # monotonic: no publishing before this (PUBACK 0x10 pause)
-        self._unrouted_streak = 0
+        # The pause after each round of PUBACK 0x10 in a row.
+        self._unrouted_backoff = Backoff(UNROUTED_RETRY_MIN_S, UNROUTED_RETRY_MAX_S)
         self._lost = False
         self._connack = None
 

@@ -1,10 +1,10 @@
 """The recognizer plug-in interface: a frame in, plate reads out.
 
 The real model is another team's; the default is a stub (`drone_agent.stub_recognizer`) that
-reports a simulator's ground truth. A plug-in is any object with `recognize(frame)`, built by a
-factory named in config as a dotted path (`package.module:factory`) or an entry point in the
-`presacop.recognizers` group; the factory receives the `[recognizer.options]` table as keyword
-arguments.
+recognizes nothing, and the simulator has its own (`hw_sim.recognizer`). A plug-in is any object
+with `recognize(frame)`, built by a factory named in config as a dotted path
+(`package.module:factory`) or an entry point in the `presacop.recognizers` group; the factory
+receives the `[recognizer.options]` table as keyword arguments.
 """
 
 from __future__ import annotations

@@ -1,61 +1,45 @@
-"""The default recognizer: reports a simulator's ground truth, with configurable mistakes.
+"""The default recognizer (`factory = "stub"`): a placeholder until the real model is installed.
 
-The real model is another team's. This stub reads `frame.truth` (set by `hw_sim.camera.SimCamera`)
-and returns one `PlateRead` per plate: `in_violation=True` with the truth's code for cars in
-violation, `in_violation=False` for legal ones. A real camera's frames carry no truth, so on real
-hardware the stub returns nothing: no plates, no violations (install the real recognizer).
+The plate model is another team's. Until it is plugged in (``recognizer.factory =
+"their_package.module:make_recognizer"``), the stub reads nothing: every frame gives no plate
+reads, so the drone flies, sends telemetry and status, and reports no violations. It says so once,
+as a warning, when it is built, so a drone left on the stub is visible in its log. It never looks
+at pixels and has no notion of a simulator: the simulator's recognizer, which reports what
+`hw_sim` drew, is `hw_sim.recognizer.SimRecognizer`.
 
-Mistakes are decided once per vehicle (seeded by the vehicle's plate and code), not per frame: a
-parked car appears in many frames and the agent emits it once, so per-frame rolls would multiply
-the rates by the number of frames a car is seen in. With ``unqualified_rate=0.01`` about 1% of
-emitted violations are unqualified (code None: a human must set it), as the customer observes.
+The options `misread_rate`, `unqualified_rate` and `seed` are the simulator recognizer's; the stub
+accepts and checks them so that configs written for either load unchanged, and ignores them.
+
+Raises: `ValueError` from the constructor for rates outside 0..1.
 """
 
 from __future__ import annotations
 
-import random
-import string
+import logging
 
-from drone_agent.hardware import Frame, TruthPlate
+from drone_agent.hardware import Frame
 from drone_agent.recognizer import PlateRead
 
-_PLATE_CHARS = string.ascii_uppercase + string.digits
+log = logging.getLogger(__name__)
+
+
+def check_rates(**rates: float) -> None:
+    """Raises `ValueError` naming the first rate outside 0..1."""
+    for name, rate in rates.items():
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {rate}")
 
 
 class StubRecognizer:
-    """A `Recognizer` reading ground truth. Raises `ValueError` for rates outside 0..1."""
+    """A `Recognizer` that recognizes nothing."""
 
     def __init__(self, misread_rate: float = 0.0, unqualified_rate: float = 0.01,
                  seed: int | None = None) -> None:
-        for name, rate in (("misread_rate", misread_rate), ("unqualified_rate", unqualified_rate)):
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {rate}")
-        self.misread_rate = misread_rate
-        self.unqualified_rate = unqualified_rate
-        # No seed: a random salt, so different drones make different mistakes.
-        self._salt = random.getrandbits(64) if seed is None else seed
+        check_rates(misread_rate=misread_rate, unqualified_rate=unqualified_rate)
+        log.warning("recognizer 'stub': no plate model installed, this drone reports no "
+                    "violations (set recognizer.factory to the real model; the simulator's is "
+                    "hw_sim.recognizer:SimRecognizer)")
 
     def recognize(self, frame: Frame) -> list[PlateRead]:
-        """One read per truth plate in `frame`; [] for frames without truth (real cameras)."""
-        return [self._read(t) for t in frame.truth]
-
-    def _read(self, truth: TruthPlate) -> PlateRead:
-        rng = random.Random(f"{self._salt}:{truth.text}:{truth.region}:{truth.code}")
-        text = truth.text
-        confidence = round(rng.uniform(0.85, 0.99), 2)
-        if rng.random() < self.misread_rate:
-            text = _misread(text, rng)
-            confidence = round(rng.uniform(0.5, 0.8), 2)
-        unqualified = rng.random() < self.unqualified_rate
-        in_violation = truth.code is not None
-        return PlateRead(
-            text=text, region=truth.region, confidence=confidence, box=truth.box,
-            in_violation=in_violation,
-            code=None if (not in_violation or unqualified) else truth.code,
-            make=truth.make, colour=truth.colour, body=truth.body)
-
-
-def _misread(text: str, rng: random.Random) -> str:
-    i = rng.randrange(len(text))
-    wrong = rng.choice([c for c in _PLATE_CHARS if c != text[i]])
-    return text[:i] + wrong + text[i + 1:]
+        """No reads, for any frame."""
+        return []

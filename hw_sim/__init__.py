@@ -6,8 +6,11 @@
 - `hw_sim.power.SimBattery`: a draining 4S LiPo.
 - `hw_sim.autopilot.SimAutopilot`: a simulated PX4 speaking MAVLink 2 over UDP (pymavlink).
 - `hw_sim.nmea`: an NMEA log of a route, for gpsd's gpsfake.
+- `hw_sim.truth`: what the simulator drew in each frame (`TruthPlate`), kept beside the frame.
+- `hw_sim.recognizer.SimRecognizer`: the recognizer plug-in that reads that truth.
 - `hw_sim.link.LinkProxy`: a real TCP proxy to the broker that can be cut, stalled and slowed.
 - `hw_sim.fleet.Fleet`: N real agents on simulated hardware, each behind its own LinkProxy.
+- `hw_sim.faults`: the fleet's link-fault schedule (`LinkFaults`, `fault_schedule`) and its timer.
 - `hw_sim.nyc`: the NYC tables (routes, plate formats, vehicle values), sources in docs/hw_sim.md.
 
 Errors::

@@ -3,8 +3,9 @@
 The drone flies along a kerb; each frame shows the street scrolled a little further, so the same
 car appears in several consecutive frames (the agent dedupes). Everything in a frame is a pure
 function of (seed, frame index, resolution): the same seed gives the same plates, codes and
-pixel-identical frames. Each frame carries its ground truth (`TruthPlate` per fully visible plate)
-for the stub recognizer.
+pixel-identical frames. The ground truth of each frame (a `TruthPlate` per fully visible plate) is
+filed in `hw_sim.truth`, beside the frame, for the simulator's recognizer
+(`hw_sim.recognizer.SimRecognizer`); the frame itself is a plain production `Frame`.
 
 Costs: the street background is drawn once per resolution (shared by every camera in the process)
 and each frame is a slice copy plus a handful of OpenCV primitives per car.
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from drone_agent.hardware import Frame, HardwareError, TruthPlate
+from drone_agent.hardware import Frame, HardwareError
 from hw_sim import nyc
+from hw_sim.truth import TruthPlate, remember
 
 # Violation codes this camera can draw, with what shows them and a rough frequency (street
 # cleaning, meters and no-standing dominate NYC tickets). Descriptions live in
@@ -182,7 +184,7 @@ class SimCamera:
         image = np.ascontiguousarray(self._background[:, start:start + self.width])
         slots = [self._slot(k) for k in self._visible_slots(offset)]
         truth = _draw(image, self._geo, slots, offset)
-        return Frame(image=image, index=index, captured_at=self._wall_clock(), truth=truth)
+        return remember(Frame(image=image, index=index, captured_at=self._wall_clock()), truth)
 
     def slot_cars(self, first: int, count: int) -> list[TruthPlate]:
         """Ground truth of the cars in parking slots first..first+count-1 (box is world x, 0 y).

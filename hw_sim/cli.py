@@ -146,7 +146,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def _link_faults(text: str) -> Any:
-    from hw_sim.fleet import LinkFaults
+    from hw_sim.faults import LinkFaults
 
     try:
         return LinkFaults.parse(text)

@@ -2,9 +2,10 @@
 
 Each drone is a real `drone_agent.agent.Agent` (its own outbox, evidence store and MQTT session
 under ``data_root/<drone id>/``) fed by a `SimCamera`, a `RoutePosition`, a `SimBattery` and the
-stub recognizer, and connected to the broker through its own `LinkProxy`, so link faults are real
-TCP faults. Everything is derived from one seed: drone N always flies the same route start and
-sees the same street, and scheduled link cuts fall at the same offsets.
+simulator's recognizer (`SimRecognizer`, reading what the camera drew), and connected to the
+broker through its own `LinkProxy`, so link faults are real TCP faults. Everything is derived
+from one seed: drone N always flies the same route start and sees the same street, and scheduled
+link cuts fall at the same offsets.
 
     fleet = Fleet(3, "127.0.0.1", 1883, "/tmp/fleet", seed=7,
                   link_faults=LinkFaults(every_s=20, down_s=4))
@@ -27,9 +28,7 @@ arguments.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import inspect
-import itertools
 import logging
 import re
 import threading
@@ -42,9 +41,11 @@ from typing import Any
 import protocol
 from hw_sim import FleetError
 from hw_sim.camera import SimCamera
+from hw_sim.faults import FaultEvent, LinkFaults, Scheduler, fault_schedule
 from hw_sim.link import LinkProxy
 from hw_sim.position import RoutePosition
 from hw_sim.power import SimBattery
+from hw_sim.recognizer import SimRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -62,64 +63,6 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "telemetry": {"period_s": 1.0},
     "evidence": {"quota_bytes": 512 * 1024 * 1024, "min_free_bytes": 64 * 1024 * 1024},
 }
-
-
-@dataclass(frozen=True)
-class LinkFaults:
-    """Random link cuts for every drone: about every `every_s` seconds (+- `jitter` of it), each
-    lasting `down_s`, of kind `mode` ("reset" or "stall", see `LinkProxy.cut`). The schedule
-    is drawn from the fleet's seed."""
-
-    every_s: float = 30.0
-    down_s: float = 5.0
-    mode: str = "reset"
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not self.every_s > 0:
-            raise ValueError(f"link faults: every must be > 0 seconds, got {self.every_s}")
-        if not self.down_s > 0:
-            raise ValueError(f"link faults: down must be > 0 seconds, got {self.down_s}")
-        if self.mode not in ("reset", "stall"):
-            raise ValueError(f"link faults: mode must be reset or stall, got {self.mode!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"link faults: jitter must be in [0, 1), got {self.jitter}")
-
-    @classmethod
-    def parse(cls, spec: str) -> LinkFaults | None:
-        """Parse "none" or "every=30,down=5[,mode=stall][,jitter=0.5]" (seconds).
-
-        Raises:
-            ValueError: naming the bad part.
-        """
-        spec = spec.strip()
-        if spec.lower() in ("", "none", "off"):
-            return None
-        values: dict[str, Any] = {}
-        names = {"every": "every_s", "down": "down_s", "mode": "mode", "jitter": "jitter"}
-        for part in spec.split(","):
-            key, sep, value = part.partition("=")
-            key = key.strip()
-            if not sep or key not in names:
-                raise ValueError(f"link faults: bad part {part!r} in {spec!r}; expected "
-                                 "every=SECONDS,down=SECONDS[,mode=reset|stall][,jitter=0..1]")
-            if key == "mode":
-                values["mode"] = value.strip()
-                continue
-            try:
-                values[names[key]] = float(value)
-            except ValueError:
-                raise ValueError(f"link faults: {key}={value!r} is not a number") from None
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class FaultEvent:
-    """A link fault applied: `at_s` seconds after the fleet started."""
-
-    at_s: float
-    drone_id: str
-    action: str  # "cut", "stall", "restore", "slow"
 
 
 @dataclass
@@ -148,7 +91,7 @@ class Fleet:
             data_root resumes the drones' outboxes (sequence numbers continue).
         seed: derives every drone's camera, route, recognizer mistakes and the fault schedule.
         camera, position, power, recognizer: keyword overrides for `SimCamera`,
-            `RoutePosition`, `SimBattery`, `StubRecognizer` (seeds are derived, not given).
+            `RoutePosition`, `SimBattery`, `SimRecognizer` (seeds are derived, not given).
         agent: overrides of the agent config as a nested dict, e.g. {"telemetry": {"period_s": 5}}.
         link_faults: random cuts for every drone, or None.
         id_prefix, first_index: drone ids are f"{id_prefix}-{index:04d}" from first_index.
@@ -179,13 +122,11 @@ class Fleet:
         self.broker = (broker_host, int(broker_port))
         self.data_root = Path(data_root)
         self.seed = int(seed)
-        from drone_agent.stub_recognizer import StubRecognizer
-
         self.options = {
             "camera": _options(SimCamera, CAMERA_DEFAULTS, camera, "camera"),
             "position": _options(RoutePosition, POSITION_DEFAULTS, position, "position"),
             "power": _options(SimBattery, POWER_DEFAULTS, power, "power"),
-            "recognizer": _options(StubRecognizer, RECOGNIZER_DEFAULTS, recognizer,
+            "recognizer": _options(SimRecognizer, RECOGNIZER_DEFAULTS, recognizer,
                                    "recognizer"),
         }
         self.agent_overrides = dict(agent or {})
@@ -202,7 +143,7 @@ class Fleet:
         self._lock = threading.Lock()
         self._events: list[FaultEvent] = []
         self._t0 = 0.0
-        self._scheduler: _Scheduler | None = None
+        self._scheduler: Scheduler | None = None
         self._started = False
         self._stopped = False
 
@@ -227,7 +168,7 @@ class Fleet:
         except BaseException:  # Ctrl-C while starting: leave nothing running
             self.stop(timeout=5.0)
             raise
-        self._scheduler = _Scheduler(self._apply)
+        self._scheduler = Scheduler(self._apply)
         if self.link_faults is not None:
             self._schedule_random_faults(self.link_faults)
         self._scheduler.start()
@@ -352,7 +293,6 @@ class Fleet:
 
     def _start_drone(self, drone_id: str, number: int) -> Drone:
         from drone_agent.agent import Agent
-        from drone_agent.stub_recognizer import StubRecognizer
 
         data_dir = self.data_root / drone_id
         proxy = LinkProxy(*self.broker, name=f"link-{drone_id}")
@@ -363,8 +303,8 @@ class Fleet:
                       RoutePosition(seed=self._seed(number, "position"),
                                     **self.options["position"]),
                       SimBattery(**self.options["power"]))
-        recognizer = StubRecognizer(seed=self._seed(number, "recognizer"),
-                                    **self.options["recognizer"])
+        recognizer = SimRecognizer(seed=self._seed(number, "recognizer"),
+                                   **self.options["recognizer"])
         self.drones[drone_id] = drone  # stop() finds the proxy even if the agent fails below
         position, power = drone.position, drone.battery
         if self.autopilot:
@@ -395,7 +335,7 @@ class Fleet:
             "camera": {"factory": "hw_sim.camera:SimCamera"},
             "position": {"factory": "hw_sim.position:RoutePosition"},
             "power": {"factory": "hw_sim.power:SimBattery"},
-            "recognizer": {"factory": "drone_agent.stub_recognizer:StubRecognizer"},
+            "recognizer": {"factory": "hw_sim.recognizer:SimRecognizer"},
             **({"signing": {"key_file": str(self.keys_dir / drone_id / "0.key")}}
                if self.keys_dir is not None else {}),
         }
@@ -460,7 +400,7 @@ class Fleet:
         with self._lock:
             self._events.append(event)
 
-    def _require_scheduler(self) -> _Scheduler:
+    def _require_scheduler(self) -> Scheduler:
         if self._scheduler is None:
             raise FleetError("the fleet is not started")
         return self._scheduler
@@ -470,68 +410,6 @@ class Fleet:
         numbers = {drone_id: self._number(drone_id) for drone_id in self.drone_ids}
         for at_s, action, drone_id in fault_schedule(self.seed, numbers, faults):
             self._scheduler.at(self._t0 + at_s, action, drone_id)
-
-
-def fault_schedule(seed: int, drones: Mapping[str, int], faults: LinkFaults,
-                   horizon_s: float = 24 * 3600.0) -> list[tuple[float, str, str]]:
-    """The random link faults of a fleet: (seconds after start, action, drone id), in time order.
-
-    Each drone's times come from (seed, drone number) alone, so they do not change when the
-    fleet grows or is split over processes."""
-    import random
-
-    action = "cut" if faults.mode == "reset" else "stall"
-    events: list[tuple[float, str, str]] = []
-    for drone_id, number in drones.items():
-        rng = random.Random(f"hw_sim.fleet.faults:{seed}:{number}")
-        t = faults.every_s * (1 + rng.uniform(-faults.jitter, faults.jitter))
-        while t <= horizon_s:
-            events.append((t, action, drone_id))
-            events.append((t + faults.down_s, "restore", drone_id))
-            t += faults.down_s + faults.every_s * (1 + rng.uniform(-faults.jitter, faults.jitter))
-    return sorted(events)
-
-
-class _Scheduler:
-    """One thread running timed link actions in time order."""
-
-    def __init__(self, apply: Callable[[str, str], None]) -> None:
-        self._apply = apply
-        self._heap: list[tuple[float, int, str, str]] = []
-        self._ids = itertools.count()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="fleet-faults", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def at(self, when: float, action: str, drone_id: str) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (when, next(self._ids), action, drone_id))
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(5.0)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and (
-                        not self._heap or self._heap[0][0] > time.monotonic()):
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(wait)
-                if self._stopping:
-                    return
-                _, _, action, drone_id = heapq.heappop(self._heap)
-            try:
-                self._apply(action, drone_id)
-            except Exception:  # one failed action must not end the schedule
-                log.exception("fleet: link action %s on %s failed", action, drone_id)
 
 
 def _options(cls: Callable[..., Any], defaults: Mapping[str, Any],

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from presacop.stack import (
     kafka_round_trip,
     mqtt_round_trip,
 )
+from tests.support import wait_until
 
 _kafka = import_kafka()
 KafkaAdminClient, KafkaConsumer = _kafka.KafkaAdminClient, _kafka.KafkaConsumer
@@ -55,14 +55,14 @@ class Subscriber:
             self.payloads.append(msg.payload)
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The payloads received, once there are `count` (AssertionError after `timeout`)."""
+        def received() -> list[bytes] | None:
             with self._lock:
-                if len(self.payloads) >= count:
-                    break
-            time.sleep(0.05)
-        with self._lock:
-            return list(self.payloads)
+                return list(self.payloads) if len(self.payloads) >= count else None
+
+        got = wait_until(received, timeout, f"{count} messages at the subscriber")
+        assert got is not None
+        return got
 
     def close(self) -> None:
         self.client.disconnect()

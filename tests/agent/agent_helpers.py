@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +16,8 @@ import protocol
 from common.config import from_dict
 from common.merge import deep_merge
 from drone_agent.config import AgentConfig
-from drone_agent.hardware import Fix, Frame, HardwareError, PowerReading, TruthPlate
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until true or `timeout` seconds passed; returns its last value."""
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from drone_agent.hardware import Fix, Frame, HardwareError, PowerReading
+from hw_sim.truth import TruthPlate, remember
 
 
 def config_dict(data_dir: Path, port: int, **sections: Any) -> dict[str, Any]:
@@ -42,7 +33,8 @@ def config_dict(data_dir: Path, port: int, **sections: Any) -> dict[str, Any]:
                                "violation_rate": 0.6, "scroll": 0.5}},
         "position": {"factory": "hw_sim.position:RoutePosition", "options": {"seed": 7}},
         "power": {"factory": "hw_sim.power:SimBattery"},
-        "recognizer": {"factory": "stub", "options": {"seed": 1}, "max_rate_hz": 10.0},
+        "recognizer": {"factory": "hw_sim.recognizer:SimRecognizer", "options": {"seed": 1},
+                       "max_rate_hz": 10.0},
         "evidence": {"min_free_bytes": 0},
         "clock": {"sync_check": "assume_synced"},
     }
@@ -80,7 +72,8 @@ def _toml_value(value: Any) -> str:
 
 
 class FakeCamera:
-    """Frames with given truth, one per read; `period` seconds between frames (sleeping)."""
+    """Frames with given truth (filed in `hw_sim.truth`, where `SimRecognizer` reads it), one per
+    read; `period` seconds between frames (sleeping)."""
 
     def __init__(self, truths: Iterable[tuple[TruthPlate, ...]] | None = None, period: float = 0.0,
                  fail_with: Exception | None = None, size: tuple[int, int] = (48, 64)) -> None:
@@ -103,7 +96,7 @@ class FakeCamera:
         if self._truths is not None:
             truth = next(self._truths, ())
         image = self._rng.integers(0, 255, (*self.size, 3), dtype=np.uint8)
-        frame = Frame(image=image, index=self.index, captured_at=time.time(), truth=truth)
+        frame = remember(Frame(image=image, index=self.index, captured_at=time.time()), truth)
         self.index += 1
         return frame
 

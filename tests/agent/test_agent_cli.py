@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_helpers import Collector, config_dict, to_toml, wait_until
+from agent_helpers import Collector, config_dict, to_toml
 
 import protocol
 from drone_agent.outbox import Outbox
 from hw_sim.link import LinkProxy
+from tests.support import wait_until
 
 AGENT = [sys.executable, "-m", "presacop.cli", "agent"]
 LOGGED = re.compile(r"violation seq=(\d+) ")
@@ -43,14 +44,16 @@ def test_kill_9_then_restart_loses_nothing_and_reuses_no_seq(tmp_path: Path,
     link = LinkProxy(broker.host, broker.port, name="kill-link").start()
     # The recognizer comes from a dotted path (not the entry point name) in this test.
     config = write_config(tmp_path, link.port, recognizer={
-        "factory": "drone_agent.stub_recognizer:StubRecognizer", "options": {"seed": 4}})
+        "factory": "hw_sim.recognizer:SimRecognizer", "options": {"seed": 4}})
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
     first = start_agent(config, log1)
     try:
-        assert wait_until(lambda: len(collector.of(protocol.Violation)) >= 8, 90)
+        wait_until(lambda: len(collector.of(protocol.Violation)) >= 8, 90,
+                   "8 violations at the collector")
         link.cut(mode="stall")  # a quiet radio: PUBACKs stop coming, the outbox backs up
-        assert wait_until(lambda: len(logged_violations(log1)) > len(
-            {r.message.header.seq for r in collector.of(protocol.Violation)}) + 2, 60)
+        wait_until(lambda: len(logged_violations(log1)) > len(
+            {r.message.header.seq for r in collector.of(protocol.Violation)}) + 2, 60,
+                   "more violations logged than received (the outbox backs up)")
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
     finally:
@@ -68,25 +71,31 @@ def test_kill_9_then_restart_loses_nothing_and_reuses_no_seq(tmp_path: Path,
     accepted = logged_violations(log1) | disk_violations
     assert disk_violations, "the kill should leave undelivered violations behind"
     # The broker noticed the dead connection: the will made the retained status offline.
-    assert wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 30)
+    wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 30,
+               "the first agent's offline status (its will)")
 
     second = start_agent(config, log2)
     try:
-        assert wait_until(lambda: any(r.message.online and r.message.header.seq
-                                      >= first_run_next_seq
-                                      for r in collector.of(protocol.Status)), 60)
-        assert wait_until(lambda: accepted <= {r.message.header.seq
-                                               for r in collector.of(protocol.Violation)}, 90)
-        assert wait_until(lambda: set(on_disk) <= {r.message.header.seq
-                                                   for r in collector.snapshot()}, 30)
-        assert wait_until(lambda: bool(logged_violations(log2)), 60)  # it numbers new ones too
+        wait_until(lambda: any(r.message.online and r.message.header.seq
+                               >= first_run_next_seq
+                               for r in collector.of(protocol.Status)), 60,
+                   "the second agent's online status with a seq past the first run's")
+        wait_until(lambda: accepted <= {r.message.header.seq
+                                        for r in collector.of(protocol.Violation)}, 90,
+                   "every violation the broker accepted from the first run")
+        wait_until(lambda: set(on_disk) <= {r.message.header.seq
+                                            for r in collector.snapshot()}, 30,
+                   "every message left on disk by the first run")
+        wait_until(lambda: bool(logged_violations(log2)), 60,
+                   "the second agent to log a new violation")  # it numbers new ones too
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0  # SIGTERM: drain, offline status, clean exit
     finally:
         second.kill()
         second.wait()
         link.stop()
-    assert wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 10)
+    wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 10,
+               "the second agent's offline status")
     received = collector.snapshot()
     collector.close()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent_helpers import Collector, make_config, violation_seqs, wait_until
+from agent_helpers import Collector, make_config, violation_seqs
 
 import protocol
 from drone_agent.agent import Agent, from_config
 from hw_sim.link import LinkProxy
 from protocol import StatusFlags
+from tests.support import wait_until
 
 OUTAGE_S = 30.0
 
@@ -34,10 +35,11 @@ def test_broker_down_30s_every_violation_arrives_in_order_before_telemetry_backl
     agent = from_config(make_config(tmp_path / "data", broker.port))
     try:
         agent.start()
-        assert wait_until(lambda: len(collector.of(protocol.Violation)) >= 3, 60)
+        wait_until(lambda: len(collector.of(protocol.Violation)) >= 3, 60,
+                   "3 violations at the collector")
 
         broker.stop()
-        assert wait_until(lambda: not agent.stats()["connected"], 10)
+        wait_until(lambda: not agent.stats()["connected"], 10, "the agent to see the broker gone")
         before = agent.stats()
         time.sleep(OUTAGE_S)
         during = agent.stats()
@@ -49,13 +51,15 @@ def test_broker_down_30s_every_violation_arrives_in_order_before_telemetry_backl
         assert during["violations"] > before["violations"]
         assert backlog_v and backlog_t
         assert during["flags"] & StatusFlags.LINK_BACKLOG
-        assert wait_until(lambda: backlog_v <= received_seqs(collector, protocol.Violation)
-                          and backlog_t <= received_seqs(collector, protocol.Telemetry), 60)
+        wait_until(lambda: backlog_v <= received_seqs(collector, protocol.Violation)
+                   and backlog_t <= received_seqs(collector, protocol.Telemetry), 60,
+                   "the whole backlog at the collector")
     finally:
         agent.stop(timeout=10.0)
     stats = agent.stats()
-    assert wait_until(lambda: len({protocol.message_id(r.message) for r in
-                                   collector.of(protocol.Violation)}) >= stats["violations"], 20)
+    wait_until(lambda: len({protocol.message_id(r.message) for r in
+                            collector.of(protocol.Violation)}) >= stats["violations"], 20,
+               "every violation the agent made, at the collector")
     collector.close()
 
     assert stats["outbox_depth"] == 0 and stats["reconnects"] >= 1
@@ -90,7 +94,8 @@ def test_outbox_full_drops_telemetry_first_keeps_violations_then_refuses_visibly
     agent = from_config(cfg)
     try:
         agent.start()
-        assert wait_until(lambda: agent.stats()["refused"] >= 1, 90)
+        wait_until(lambda: agent.stats()["refused"] >= 1, 90,
+                   "the broker to refuse a publish (stats refused >= 1)")
         stats = agent.stats()
         kept_v, kept_t = outbox_seqs(agent)
         # Telemetry went first: only its reserve is left; all 8 accepted violations are kept.
@@ -100,12 +105,15 @@ def test_outbox_full_drops_telemetry_first_keeps_violations_then_refuses_visibly
         assert stats["flags"] & StatusFlags.OUTBOX_FULL
 
         proxy.restore()
-        assert wait_until(lambda: kept_v <= received_seqs(collector, protocol.Violation), 60)
-        assert wait_until(lambda: any(r.message.flags & StatusFlags.OUTBOX_FULL
-                                      for r in collector.of(protocol.Telemetry)), 30)
+        wait_until(lambda: kept_v <= received_seqs(collector, protocol.Violation), 60,
+                   "every violation kept in the outbox, at the collector")
+        wait_until(lambda: any(r.message.flags & StatusFlags.OUTBOX_FULL
+                               for r in collector.of(protocol.Telemetry)), 30,
+                   "a telemetry message flagged OUTBOX_FULL")
         # Once drained, the flag clears: a later telemetry no longer carries it.
-        assert wait_until(lambda: not (collector.of(protocol.Telemetry)[-1].message.flags
-                                       & StatusFlags.OUTBOX_FULL), 30)
+        wait_until(lambda: not (collector.of(protocol.Telemetry)[-1].message.flags
+                                & StatusFlags.OUTBOX_FULL), 30,
+                   "a later telemetry message without OUTBOX_FULL")
     finally:
         agent.stop(timeout=5.0)
         proxy.stop()
@@ -120,27 +128,33 @@ def test_link_cut_and_mqtt_311_retained_status(tmp_path: Path, mosquitto_factory
     agent = from_config(cfg)
     try:
         agent.start()
-        assert wait_until(lambda: len(collector.of(protocol.Violation)) >= 2, 60)
-        assert wait_until(lambda: any(r.message.online for r in collector.of(protocol.Status)), 10)
+        wait_until(lambda: len(collector.of(protocol.Violation)) >= 2, 60,
+                   "2 violations at the collector")
+        wait_until(lambda: any(r.message.online for r in collector.of(protocol.Status)), 10,
+                   "an online status")
         proxy.cut()
         # The broker saw the connection die: the will sets the retained status to offline.
-        assert wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 30)
-        assert wait_until(lambda: agent.stats()["violations"] > len(
-            collector.first_arrivals(protocol.Violation)), 60)
+        wait_until(lambda: not collector.of(protocol.Status)[-1].message.online, 30,
+                   "the offline status set by the will")
+        wait_until(lambda: agent.stats()["violations"] > len(
+            collector.first_arrivals(protocol.Violation)), 60,
+                   "violations made while the link was cut")
         proxy.restore()
-        assert wait_until(lambda: collector.of(protocol.Status)[-1].message.online, 30)
+        wait_until(lambda: collector.of(protocol.Status)[-1].message.online, 30,
+                   "the online status after the link came back")
     finally:
         agent.stop(timeout=10.0)
         proxy.stop()
     stats = agent.stats()
-    assert wait_until(lambda: len(collector.first_arrivals(protocol.Violation))
-                      == stats["violations"], 20)
+    wait_until(lambda: len(collector.first_arrivals(protocol.Violation))
+               == stats["violations"], 20, "each violation the agent made, received once")
     collector.close()
     assert stats["outbox_depth"] == 0
     # A clean stop publishes the retained offline status itself (the will does not fire).
     late = Collector(broker.host, broker.port, "late-collector")
     try:
-        assert wait_until(lambda: bool(late.of(protocol.Status)), 10)
+        wait_until(lambda: bool(late.of(protocol.Status)), 10,
+                   "the retained status at a late subscriber")
         status = late.of(protocol.Status)[-1]
         assert status.retained and status.message.online is False
         assert status.message.header.drone_id == "drone-t1"
@@ -156,15 +170,17 @@ def test_rows_leave_the_outbox_only_when_the_broker_acknowledged_them(
     agent = from_config(make_config(tmp_path / "data", proxy.port))
     try:
         agent.start()
-        assert wait_until(lambda: agent.stats()["acked"] >= 3, 60)
+        wait_until(lambda: agent.stats()["acked"] >= 3, 60, "3 acknowledged publishes")
         proxy.cut(mode="stall")  # bytes stop moving both ways: publishes go out, no PUBACK back
-        assert wait_until(lambda: agent.stats()["published"] - agent.stats()["acked"] >= 3, 60)
+        wait_until(lambda: agent.stats()["published"] - agent.stats()["acked"] >= 3, 60,
+                   "3 publishes waiting for a PUBACK on the stalled link")
         stats = agent.stats()
         unacked = stats["published"] - stats["acked"]
         assert stats["outbox_depth"] >= unacked  # published but unacknowledged: still queued
         waiting_v, _ = outbox_seqs(agent)
         proxy.restore()
-        assert wait_until(lambda: waiting_v <= received_seqs(collector, protocol.Violation), 60)
+        wait_until(lambda: waiting_v <= received_seqs(collector, protocol.Violation), 60,
+                   "every unacknowledged violation, at the collector after the stall")
     finally:
         agent.stop(timeout=10.0)
         proxy.stop()
@@ -182,14 +198,16 @@ def test_a_message_no_one_was_subscribed_to_stays_queued_until_someone_is(
     collector = None
     try:
         agent.start()
-        assert wait_until(lambda: agent.stats()["unrouted"] >= 3
-                          and agent.stats()["violations"] >= 2, 60)
+        wait_until(lambda: agent.stats()["unrouted"] >= 3
+                   and agent.stats()["violations"] >= 2, 60,
+                   "3 unrouted PUBACKs (0x10) and 2 violations")
         unheard_v, unheard_t = outbox_seqs(agent)
         assert unheard_v and unheard_t  # kept, not deleted as if delivered
         assert agent.stats()["acked"] == 0  # (the retained online status is not a queued row)
         collector = Collector(broker.host, broker.port, "late-gateway")
-        assert wait_until(lambda: unheard_v <= received_seqs(collector, protocol.Violation)
-                          and unheard_t <= received_seqs(collector, protocol.Telemetry), 60)
+        wait_until(lambda: unheard_v <= received_seqs(collector, protocol.Violation)
+                   and unheard_t <= received_seqs(collector, protocol.Telemetry), 60,
+                   "every unrouted message, at the collector once someone subscribes")
     finally:
         agent.stop(timeout=10.0)
         if collector is not None:

@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_helpers import FakeCamera, FakePosition, FakePower, make_config, truth, wait_until
+from agent_helpers import FakeCamera, FakePosition, FakePower, make_config, truth
 
 import protocol
 from drone_agent.agent import Agent
 from drone_agent.hardware import Frame, HardwareError
 from drone_agent.recognizer import PlateRead
-from drone_agent.stub_recognizer import StubRecognizer
+from hw_sim.recognizer import SimRecognizer
 from presacop.stack import free_port
 from protocol import StatusFlags
+from tests.support import wait_until
 
 
 def queued(agent: Agent, kind: type) -> list:
@@ -52,7 +53,7 @@ def test_slow_recognizer_is_sampled_not_queued(tmp_path: Path, closed_port: int)
     agent = Agent(cfg, camera=FakeCamera(period=0.005), position=FakePosition(),
                   power=FakePower(), recognizer=rec)
     with agent:
-        assert wait_until(lambda: len(rec.calls) >= 6, 30)
+        wait_until(lambda: len(rec.calls) >= 6, 30, "6 recognizer calls")
         stats = agent.stats()
     starts = [t for t, _ in rec.calls]
     assert all(b - a >= 0.25 - 0.01 for a, b in itertools.pairwise(starts))  # <= max_rate_hz
@@ -68,10 +69,11 @@ def test_a_car_in_many_frames_is_one_violation(tmp_path: Path, closed_port: int)
     cam = FakeCamera(frames, period=0.01)
     cfg = make_config(tmp_path, closed_port, recognizer={"max_rate_hz": 50.0})
     agent = Agent(cfg, camera=cam, position=FakePosition(), power=FakePower(),
-                  recognizer=StubRecognizer(unqualified_rate=0.0, seed=1))
+                  recognizer=SimRecognizer(unqualified_rate=0.0, seed=1))
     with agent:
-        assert wait_until(lambda: len(queued(agent, protocol.Violation)) >= 2, 30)
-        assert wait_until(lambda: cam.index > 80, 30)  # time for any duplicate to show up
+        wait_until(lambda: len(queued(agent, protocol.Violation)) >= 2, 30, "2 queued violations")
+        wait_until(lambda: cam.index > 80, 30,
+                   "the camera past frame 80 (a duplicate would be queued by then)")
         violations = queued(agent, protocol.Violation)
         stats = agent.stats()
     assert sorted((v.plate, v.code) for v in violations) == [("ABC1234", 21), ("XYZ9", 40)]
@@ -91,10 +93,10 @@ def test_violation_is_queued_even_when_evidence_is_refused(tmp_path: Path,
     cfg = make_config(tmp_path, closed_port, evidence={"quota_bytes": 10},
                       recognizer={"max_rate_hz": 50.0})
     agent = Agent(cfg, camera=cam, position=FakePosition(), power=FakePower(),
-                  recognizer=StubRecognizer(unqualified_rate=0.0))
+                  recognizer=SimRecognizer(unqualified_rate=0.0))
     with agent:
-        assert wait_until(lambda: len(queued(agent, protocol.Violation)) == 2, 30)
-        assert wait_until(lambda: agent.stats()["flags"] & StatusFlags.DISK_LOW, 10)
+        wait_until(lambda: len(queued(agent, protocol.Violation)) == 2, 30, "2 queued violations")
+        wait_until(lambda: agent.stats()["flags"] & StatusFlags.DISK_LOW, 10, "the DISK_LOW flag")
         stats = agent.stats()
     assert stats["evidence_refused"] == 2 and stats["evidence_files"] == 0
 
@@ -114,7 +116,7 @@ def test_recognizer_errors_are_counted_and_survived(tmp_path: Path, closed_port:
     cfg = make_config(tmp_path, closed_port, recognizer={"max_rate_hz": 50.0})
     with Agent(cfg, camera=FakeCamera(period=0.01), position=FakePosition(), power=FakePower(),
                recognizer=rec) as agent:
-        assert wait_until(lambda: rec.calls >= 3, 30)
+        wait_until(lambda: rec.calls >= 3, 30, "3 recognizer calls")
         assert agent.stats()["recognizer_errors"] >= 3
     assert "model crashed" in caplog.text
 
@@ -124,8 +126,9 @@ def test_dead_camera_raises_camera_fault_and_telemetry_goes_on(tmp_path: Path,
     cam = FakeCamera(fail_with=HardwareError("unplugged"))
     cfg = make_config(tmp_path, closed_port, telemetry={"period_s": 0.05})
     with Agent(cfg, camera=cam, position=FakePosition(None), power=FakePower(10, low=True),
-               recognizer=StubRecognizer()) as agent:
-        assert wait_until(lambda: len(queued(agent, protocol.Telemetry)) >= 3, 30)
+               recognizer=SimRecognizer()) as agent:
+        wait_until(lambda: len(queued(agent, protocol.Telemetry)) >= 3, 30,
+                   "3 queued telemetry messages")
         last = queued(agent, protocol.Telemetry)[-1]
         stats = agent.stats()
     expected = StatusFlags.CAMERA_FAULT | StatusFlags.GPS_NO_FIX | StatusFlags.BATTERY_LOW \
@@ -137,7 +140,7 @@ def test_dead_camera_raises_camera_fault_and_telemetry_goes_on(tmp_path: Path,
 def test_stop_is_bounded_and_joins_its_threads(tmp_path: Path, closed_port: int) -> None:
     cfg = make_config(tmp_path, closed_port)
     agent = Agent(cfg, camera=FakeCamera(period=0.01), position=FakePosition(),
-                  power=FakePower(), recognizer=StubRecognizer())
+                  power=FakePower(), recognizer=SimRecognizer())
     agent.start()
     names = {t.name for t in threading.enumerate()}
     assert {"agent-capture", "agent-recognize", "agent-telemetry", "agent-publisher"} <= names

@@ -23,9 +23,11 @@ NOT_CALLABLE = 42
 
 
 def test_dotted_path_with_options() -> None:
-    rec = plugins.build(plugins.RECOGNIZER, "drone_agent.stub_recognizer:StubRecognizer",
+    from hw_sim.recognizer import SimRecognizer
+
+    rec = plugins.build(plugins.RECOGNIZER, "hw_sim.recognizer:SimRecognizer",
                         {"misread_rate": 0.5, "seed": 3})
-    assert isinstance(rec, StubRecognizer) and rec.misread_rate == 0.5
+    assert isinstance(rec, SimRecognizer) and rec.misread_rate == 0.5
 
 
 def test_entry_point_names() -> None:

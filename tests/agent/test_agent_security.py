@@ -6,13 +6,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_helpers import Collector, config_dict, wait_until
+from agent_helpers import Collector, config_dict
 
 import protocol
 from common.config import from_dict
 from drone_agent.agent import from_config
 from drone_agent.config import AgentConfig
 from presacop.stack import free_port
+from tests.support import wait_until
 
 PASSWORD = "correct horse"
 
@@ -59,8 +60,10 @@ def test_tls_with_password_from_env_and_acl_refusals_stay_queued(tmp_path: Path,
     agent = from_config(tls_config(tmp_path, tls_port, ca, PASSWORD))
     try:
         agent.start()
-        assert wait_until(lambda: len(collector.of(protocol.Telemetry)) >= 2, 60)
-        assert wait_until(lambda: agent.stats()["rejected"] >= 1, 60)
+        wait_until(lambda: len(collector.of(protocol.Telemetry)) >= 2, 60,
+                   "2 telemetry messages at the collector")
+        wait_until(lambda: agent.stats()["rejected"] >= 1, 60,
+                   "the broker to reject a publish (stats rejected >= 1)")
         stats = agent.stats()
         queued = {e.seq for e in agent.outbox.pending(100_000) if e.kind == "violation"}
     finally:
@@ -78,7 +81,8 @@ def test_wrong_password_never_connects(tmp_path: Path, secure_broker) -> None:
     agent = from_config(tls_config(tmp_path, tls_port, ca, "wrong"))
     try:
         agent.start()
-        assert wait_until(lambda: agent.stats()["connect_failures"] >= 2, 60)
+        wait_until(lambda: agent.stats()["connect_failures"] >= 2, 60,
+                   "2 failed connection attempts")
         stats = agent.stats()
     finally:
         agent.stop(timeout=2.0)

@@ -8,6 +8,8 @@ gateway lost and duplicated nothing while the bench watched.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +70,9 @@ def test_gateway_bench_runs_every_path_and_the_gateway_loses_nothing(stack: Stac
     assert out["scale_out"]["processes"] == 2 and out["scale_out"]["ratio"] > 0
     assert {t["target"] for t in out["targets"]} >= {
         "gateway >= 2x naive bridge (msgs/s)", "p99 latency < 50 ms at half the max rate"}
-    assert out["machine"]["nproc"] >= 1
+    # The figures say where they came from: this machine's cores, this Python.
+    assert out["machine"]["nproc"] == os.cpu_count()
+    assert out["machine"]["python"] == platform.python_version()
 
 
 @pytest.mark.timeout(600)

@@ -25,8 +25,15 @@ import pytest
 
 import protocol
 from common.kafka import import_kafka
+from common.merge import deep_merge
 from common.proc import ChildProcess
 from presacop.stack import free_port
+from tests.support import gateway_config, wait_until
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # 3.10: the backport
+    import tomli as tomllib
 
 _kafka = import_kafka()
 KafkaConsumer, TopicPartition = _kafka.KafkaConsumer, _kafka.TopicPartition
@@ -131,29 +138,58 @@ class Rec:
     partition: int
 
 
-def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Rec]], bool],
-               timeout: float = 90.0) -> list[Rec]:
-    """Every record of `topic` from the beginning, polling until `until(records)` or timeout."""
+def _from_the_beginning(bootstrap: str, topic: str,
+                        timeout: float) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """A consumer assigned to every partition of `topic` (waiting for it to exist), at offset 0."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest")
     try:
-        deadline = time.monotonic() + timeout
-        parts = None
-        while parts is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts is None:
-                time.sleep(0.5)
-        if parts is None:
-            return []
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        parts = wait_until(lambda: consumer.partitions_for_topic(topic), timeout,
+                           f"Kafka topic {topic} to exist")
+    except BaseException:
+        consumer.close()
+        raise
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer, tps
+
+
+def _poll(consumer: KafkaConsumer, out: list[Rec]) -> None:
+    for tp_records in consumer.poll(timeout_ms=500).values():
+        out += [Rec(r.topic, r.key, json.loads(r.value), dict(r.headers), r.partition)
+                for r in tp_records]
+
+
+def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Rec]], bool],
+               timeout: float = 90.0) -> list[Rec]:
+    """Every record of `topic` from the beginning, polling until `until(records)` or timeout
+    (then the records read so far: the caller's assertion says what is missing)."""
+    deadline = time.monotonic() + timeout
+    consumer, _ = _from_the_beginning(bootstrap, topic, timeout)
+    try:
         out: list[Rec] = []
         while time.monotonic() < deadline and not until(out):
-            for tp_records in consumer.poll(timeout_ms=500).values():
-                for r in tp_records:
-                    out.append(Rec(r.topic, r.key, json.loads(r.value), dict(r.headers),
-                                   r.partition))
+            _poll(consumer, out)
+        return out
+    finally:
+        consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 90.0) -> list[Rec]:
+    """Every record of `topic` up to its end offsets as of the call: everything Kafka had
+    acknowledged by then, so nothing written before the call can be missed (unlike reading for a
+    while)."""
+    consumer, tps = _from_the_beginning(bootstrap, topic, timeout)
+    try:
+        end = consumer.end_offsets(tps)
+        out: list[Rec] = []
+
+        def at_end() -> bool:
+            _poll(consumer, out)
+            return all(consumer.position(tp) >= end[tp] for tp in tps)
+
+        wait_until(at_end, timeout, f"{topic} read up to its end offsets {end}", interval=0)
         return out
     finally:
         consumer.close()
@@ -170,38 +206,11 @@ def read_ids(bootstrap: str, topic: str, expected: set[str], timeout: float = 12
 # -- the gateway as a subprocess --------------------------------------------------------------
 
 
-def config_toml(mqtt_port: int, bootstrap: str, *, topics: dict[str, str], client_id: str,
-                metrics_port: int, share_group: str = "presacop-gateway",
-                mqtt_extra: str = "", extra: str = "", log_level: str = "INFO",
-                backend: str = "kafka-python") -> str:
-    topic_lines = "\n".join(f'{k} = "{v}"' for k, v in topics.items())
-    return f"""
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-client_id = "{client_id}"
-share_group = "{share_group}"
-reconnect_min_s = 0.2
-reconnect_max_s = 2.0
-{mqtt_extra}
-
-[kafka]
-bootstrap_servers = "{bootstrap}"
-backend = "{backend}"
-partitions = 3
-health_interval_s = 0.5
-
-[kafka.topics]
-{topic_lines}
-
-[metrics]
-address = "127.0.0.1:{metrics_port}"
-
-[log]
-format = "json"
-level = "{log_level}"
-{extra}
-"""
+def settings_from_toml(mqtt_extra: str = "", extra: str = "") -> dict[str, Any]:
+    """A test's own gateway settings written as TOML fragments (`mqtt_extra`: keys and sub-tables
+    of [mqtt]; `extra`: whole tables), as the dict `tests.support.gateway_config` merges."""
+    mqtt = tomllib.loads(mqtt_extra)
+    return deep_merge({"mqtt": mqtt} if mqtt else {}, tomllib.loads(extra))
 
 
 def topic_names(prefix: str) -> dict[str, str]:
@@ -245,16 +254,16 @@ class GatewayProc:
             return exc.code, body
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.alive(), f"gateway exited early:\n{self.log_tail()}"
-            try:
-                if self.health()[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"gateway not ready in {timeout}s:\n{self.log_tail()}")
+            return self.health()[0] == 200
+
+        try:
+            wait_until(ready, timeout, "/healthz to answer 200", ignoring=(OSError,))
+        except AssertionError as exc:
+            if str(exc).startswith("gateway exited early"):
+                raise  # the message of a dead gateway already carries its log
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
 
     def metrics(self) -> dict[str, float]:
         """Samples of /metrics as {"name{labels}": value}."""
@@ -316,16 +325,15 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         metrics_port = free_port()
         path = tmp_path / f"gateway-{n}.toml"
         client_id = client_id or unique("gw-")
-        if "subscription" not in mqtt_extra:
-            # Only this test's drone: the session broker also carries other tests' traffic and
-            # retained statuses, which would otherwise reach this gateway too.
-            mqtt_extra += f'\nsubscription = "presacop/v1/drones/{drone or unique("none-")}/+"'
-
-        path.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
-                                    metrics_port=metrics_port,
-                                    share_group=share_group or unique("grp-"),
-                                    mqtt_extra=mqtt_extra, extra=extra, log_level=log_level,
-                                    backend=backend))
+        settings = settings_from_toml(mqtt_extra, extra)
+        # Only this test's drone unless it says otherwise: the session broker also carries other
+        # tests' traffic and retained statuses, which would otherwise reach this gateway too.
+        settings = deep_merge({"mqtt": {
+            "subscription": f"presacop/v1/drones/{drone or unique('none-')}/+"}}, settings)
+        path.write_text(gateway_config(mqtt_port, bootstrap, topics=topics, client_id=client_id,
+                                       metrics_port=metrics_port,
+                                       share_group=share_group or unique("grp-"),
+                                       log_level=log_level, backend=backend, settings=settings))
         gw = GatewayProc(path, metrics_port, tmp_path / f"gateway-{n}.log", mqtt_port,
                          client_id, env=env or {})
         made.append(gw)
@@ -351,7 +359,7 @@ def end_session(host: str, port: int, client_id: str) -> None:
     except OSError:
         return  # the broker is gone (a private one already stopped): so is the session
     client.loop_start()
-    time.sleep(0.2)
+    wait_until(client.is_connected, 10, f"a clean-start connection as {client_id}")
     client.disconnect()
     client.loop_stop()
 
@@ -359,15 +367,6 @@ def end_session(host: str, port: int, client_id: str) -> None:
 def metric(samples: dict[str, float], name: str) -> float:
     """Sum of all series of `name` (any labels)."""
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def duplicates(ids: Iterable[str]) -> int:

@@ -22,12 +22,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parents[2]))  # the repo root: tests.support
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gateway_testlib import (
     PRESACOP,
     Publisher,
-    config_toml,
     end_session,
     read_ids,
     telemetry,
@@ -36,6 +36,7 @@ from gateway_testlib import (
 )
 
 from presacop.stack import Stack, free_port, free_ports
+from tests.support import gateway_config, wait_until
 
 
 def acked(port: int) -> float:
@@ -47,14 +48,11 @@ def acked(port: int) -> float:
 
 
 def wait_ready(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("gateway not ready")
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+            return True
+
+    wait_until(healthy, timeout, "the gateway's /healthz", ignoring=(OSError,))
 
 
 def run(mode: str, count: int, mqtt_port: int, bootstrap: str, workdir: Path,
@@ -63,10 +61,9 @@ def run(mode: str, count: int, mqtt_port: int, bootstrap: str, workdir: Path,
     metrics = free_port()
     client_id = unique("gw-bench-")
     cfg = workdir / f"{mode}-{backend}.toml"
-    cfg.write_text(config_toml(mqtt_port, bootstrap, topics=topics, client_id=client_id,
-                               metrics_port=metrics, share_group=unique("bench-"),
-                               extra="", backend=backend)
-                   .replace('level = "INFO"', 'level = "WARNING"'))
+    cfg.write_text(gateway_config(mqtt_port, bootstrap, topics=topics, client_id=client_id,
+                                  metrics_port=metrics, share_group=unique("bench-"),
+                                  log_level="WARNING", backend=backend))
     drone = unique("bench-")
     pub = Publisher("127.0.0.1", mqtt_port)
 

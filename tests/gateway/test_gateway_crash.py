@@ -16,12 +16,14 @@ from gateway_testlib import (
     PRESACOP,
     Publisher,
     metric,
+    read_to_end,
     read_topic,
     telemetry,
     topic_names,
     unique,
-    wait_for,
 )
+
+from tests.support import wait_until
 
 
 def _publish_in_background(pub: Publisher, drone: str, count: int,
@@ -52,10 +54,11 @@ def test_kill9_mid_stream_then_restart_loses_nothing(stack, gateway_factory, pub
     gw.wait_ready()
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     thread, sent = _publish_in_background(pub, drone, 3000)
-    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 300, 120,
-             "the gateway to forward some messages")
+    wait_until(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 300,
+               120, "the gateway to forward some messages")
     gw.kill()
     thread.join(120)
+    assert not thread.is_alive(), "the publisher did not finish"
     pub.flush()  # the broker has all 3000; the dead gateway's share waits in its session
 
     gw.start()
@@ -76,26 +79,34 @@ def test_two_gateways_share_and_survive_a_kill(stack, gateway_factory, publisher
     def produced(gw) -> float:
         return metric(gw.metrics(), "presacop_gateway_records_produced_total")
 
-    wait_for(lambda: produced(a) >= 200 and produced(b) >= 200, 120, "both gateways to work")
+    wait_until(lambda: produced(a) >= 200 and produced(b) >= 200, 120, "both gateways to work")
     a.kill()
     thread.join(120)
+    assert not thread.is_alive(), "the publisher did not finish"
     pub.flush()
     # Mosquitto 2.0.11 keeps assigning A's share to A's (offline, persistent) session: B alone
-    # does not deliver everything. Wait for B to go quiet and see what is held back for A.
-    last = -1.0
-    while (now := produced(b)) != last:
-        last = now
-        time.sleep(2)
-    held = sent - set(r.value["message_id"] for r in read_topic(
-        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5))
+    # does not deliver everything. B is given its share in publish order, so once B has written
+    # one of the last messages and then holds nothing in flight, everything B was given before
+    # it is in Kafka: what is missing below that seq waits for A.
+    def b_reached_the_tail() -> int:
+        top = max((int(r.value["seq"]) for r in read_to_end(stack.kafka_bootstrap,
+                                                            topics["telemetry"])
+                   if r.value["gateway_id"] == b.client_id), default=-1)
+        idle = metric(b.metrics(), "presacop_gateway_in_flight") == 0
+        return top if top >= len(sent) - 20 and idle else 0
+
+    top = wait_until(b_reached_the_tail, 120, "B to write one of the last 20 messages, then idle")
+    in_kafka = {r.value["message_id"] for r in read_to_end(stack.kafka_bootstrap,
+                                                           topics["telemetry"])}
+    held = {mid for mid in sent - in_kafka if int(mid.rpartition(":")[2]) < top}
     print(f"while A was dead, {len(held)} of {len(sent)} messages waited in A's session")
 
     a.start()
     counts = _all_in_kafka(stack.kafka_bootstrap, topics["telemetry"], sent)
     missing = sent - set(counts)
     assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
-    by_gateway = Counter(r.value["gateway_id"] for r in read_topic(
-        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5))
+    by_gateway = Counter(r.value["gateway_id"]
+                         for r in read_to_end(stack.kafka_bootstrap, topics["telemetry"]))
     assert by_gateway[a.client_id] > 0 and by_gateway[b.client_id] > 0, by_gateway
     dups = sum(n - 1 for n in counts.values())
     print(f"two gateways: {dict(by_gateway)}, {dups} duplicates")
@@ -121,9 +132,10 @@ def test_retire_drains_a_dead_members_share_and_leaves_the_group(stack, gateway_
     counts = _all_in_kafka(stack.kafka_bootstrap, topics["telemetry"], first | second)
     missing = (first | second) - set(counts)
     assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
-    by_gateway = Counter(r.value["gateway_id"] for r in read_topic(
-        stack.kafka_bootstrap, topics["telemetry"], until=lambda rs: False, timeout=5)
-        if int(r.value["seq"]) >= 400)
+    # Everything is in Kafka and A has exited: reading up to the end offsets sees every record.
+    by_gateway = Counter(r.value["gateway_id"]
+                         for r in read_to_end(stack.kafka_bootstrap, topics["telemetry"])
+                         if int(r.value["seq"]) >= 400)
     assert set(by_gateway) == {b.client_id}, by_gateway
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
-import time
 
 import pytest
 from gateway_testlib import (
@@ -16,17 +15,18 @@ from gateway_testlib import (
     metric,
     mqtt_topic,
     read_ids,
+    read_to_end,
     read_topic,
     status,
     telemetry,
     topic_names,
     unique,
     violation,
-    wait_for,
 )
 
 import protocol
 from gateway import records
+from tests.support import wait_until
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -93,7 +93,7 @@ def test_records_land_in_the_documented_format(stack, gateway_factory, publisher
 
 def _java_partition(key: bytes, partitions: int = 3) -> int:
     """Where Kafka's Java producer (and kafka-python) puts a keyed record: murmur2 of the key.
-    The test gateways create their topics with 3 partitions (gateway_testlib.config_toml)."""
+    The test gateways create their topics with 3 partitions (tests.support.gateway_config)."""
     from kafka.partitioner.default import murmur2
 
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -174,8 +174,8 @@ def test_sigterm_drains_and_exits_zero(stack, gateway_factory, publisher_factory
     pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
     sent = {pub.send(telemetry(drone, s)) for s in range(1500)}
     pub.flush()
-    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_received_total") > 100,
-             60, "the gateway to be busy")
+    wait_until(lambda: metric(gw.metrics(), "presacop_gateway_messages_received_total") > 100,
+               60, "the gateway to be busy")
     assert gw.terminate() == 0
     log = gw.log_records()
     stopped = [r for r in log if r.get("msg") == "gateway stopped"]
@@ -202,10 +202,11 @@ def test_duplicate_publish_is_dropped(stack, gateway_factory, publisher_factory)
         pub.send(msg)
     pub.send(telemetry(drone, 8))
     pub.flush()
-    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") == 4, 60,
-             "all four acks")
-    time.sleep(1)
-    ids = read_ids(stack.kafka_bootstrap, topics["telemetry"], {f"{drone}:7", f"{drone}:8"})
+    wait_until(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") == 4, 60,
+               "all four PUBACKs")
+    # A PUBACK goes out only once Kafka has the record: everything the gateway wrote for these
+    # four publishes is below the end offsets now, so reading up to them sees any duplicate.
+    ids = [r.value["message_id"] for r in read_to_end(stack.kafka_bootstrap, topics["telemetry"])]
     assert sorted(ids) == [f"{drone}:7", f"{drone}:8"]
     assert metric(gw.metrics(), "presacop_gateway_duplicates_dropped_total") == 2
 

@@ -3,6 +3,7 @@ start and restarted mid-stream. Nothing is lost; memory and in-flight stay bound
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -17,10 +18,10 @@ from gateway_testlib import (
     telemetry,
     topic_names,
     unique,
-    wait_for,
 )
 
 from presacop.stack import free_port
+from tests.support import wait_until
 
 RECEIVE_MAXIMUM = 200
 # Generous: the gateway idles at ~60 MB; what matters is that it does not grow with the backlog.
@@ -57,21 +58,32 @@ max_in_flight = {RECEIVE_MAXIMUM}
 
     thread = threading.Thread(target=publish, name="test-publisher")
     thread.start()
-    wait_for(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 500, 120,
-             "forwarding to start")
+    wait_until(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 500, 120,
+               "forwarding to start")
     kafka.stop()
     proc = psutil.Process(gw.pid)
-    rss_max = 0
-    in_flight_max = 0.0
-    saw_down = saw_503 = False
-    outage_end = time.monotonic() + 20
-    while time.monotonic() < outage_end:
+    seen = {"rss_max": 0, "in_flight_max": 0.0, "kafka_down": False, "healthz_503": False,
+            "retries": 0.0, "all_published": False}
+
+    def outage_seen_through() -> bool:
+        """Kafka stays down until the gateway has felt all of it: reported down, a full window
+        held, produce attempts failed and retried, and the whole stream waiting at the broker."""
         samples = gw.metrics()
-        in_flight_max = max(in_flight_max, metric(samples, "presacop_gateway_in_flight"))
-        saw_down = saw_down or metric(samples, "presacop_gateway_kafka_up") == 0
-        saw_503 = saw_503 or gw.health()[0] == 503
-        rss_max = max(rss_max, proc.memory_info().rss)
-        time.sleep(0.5)
+        seen["in_flight_max"] = max(seen["in_flight_max"],
+                                    metric(samples, "presacop_gateway_in_flight"))
+        seen["kafka_down"] |= metric(samples, "presacop_gateway_kafka_up") == 0
+        seen["healthz_503"] |= gw.health()[0] == 503
+        seen["retries"] = metric(samples, "presacop_gateway_produce_retries_total")
+        seen["rss_max"] = max(seen["rss_max"], proc.memory_info().rss)
+        seen["all_published"] = done_publishing.is_set()
+        return bool(seen["kafka_down"] and seen["healthz_503"] and seen["all_published"]
+                    and seen["in_flight_max"] >= RECEIVE_MAXIMUM and seen["retries"] >= 1)
+
+    try:
+        wait_until(outage_seen_through, 120, "the gateway to go through the outage", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nobserved: {seen}\n{gw.log_tail(40)}") from None
+    rss_max, in_flight_max = seen["rss_max"], seen["in_flight_max"]
     acked_during = metric(gw.metrics(), "presacop_gateway_messages_acked_total")
     kafka.start()
     thread.join(180)
@@ -86,9 +98,10 @@ max_in_flight = {RECEIVE_MAXIMUM}
           f"retries {metric(samples, 'presacop_gateway_produce_retries_total'):.0f}")
     if missing:
         os.kill(gw.pid, signal.SIGUSR1)  # thread stacks into the log, for the report below
-        time.sleep(1)
+        with contextlib.suppress(AssertionError):  # a missing dump must not hide the loss
+            wait_until(lambda: "most recent call first" in gw.log_tail(400), 10,
+                       "the thread dump in the log")
     assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{gw.log_tail(80)}"
-    assert saw_down and saw_503, "kafka_up and /healthz should report the outage"
     assert acked_during < total, "nothing should be acknowledged without Kafka"
     assert in_flight_max <= RECEIVE_MAXIMUM
     assert metric(samples, "presacop_gateway_in_flight_max") <= RECEIVE_MAXIMUM
@@ -103,10 +116,12 @@ def test_mqtt_broker_down_at_start_then_restarted(stack, mosquitto_factory, gate
     topics = topic_names(unique("mqttdown"))
     drone = unique("mqttdown-")
     gw = gateway_factory(port, stack.kafka_bootstrap, topics, drone=drone).start()
-    wait_for(lambda: _health(gw) is not None, 60, "the metrics endpoint")
+    wait_until(lambda: _health(gw) is not None, 60, "the metrics endpoint")
     code, body = gw.health()
     assert code == 503 and body["mqtt_connected"] is False
-    time.sleep(2)  # a few failed connection attempts
+    wait_until(lambda: sum(str(r.get("msg", "")).startswith("mqtt connect failed")
+                           for r in gw.log_records()) >= 2, 60,
+               "two failed MQTT connection attempts in the log")
     assert gw.alive()
 
     broker = mosquitto_factory(port=port)
@@ -116,8 +131,8 @@ def test_mqtt_broker_down_at_start_then_restarted(stack, mosquitto_factory, gate
     pub.flush()
     pub.close()
     broker.stop()  # graceful: the broker saves sessions and queued messages
-    time.sleep(1)
-    assert gw.health()[1]["mqtt_connected"] is False
+    wait_until(lambda: gw.health()[1]["mqtt_connected"] is False, 30,
+               "the gateway to report the MQTT broker gone")
     broker.start()
     gw.wait_ready()
     pub2 = publisher_factory("127.0.0.1", port)

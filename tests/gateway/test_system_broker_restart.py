@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
-from gateway_testlib import read_topic, topic_names, unique, wait_for
+from gateway_testlib import read_topic, topic_names, unique
 
 from hw_sim.fleet import Fleet
 from presacop.stack import free_port
+from tests.support import wait_until
 
 
 def test_broker_restart_with_the_gateway_away_loses_nothing(
@@ -36,19 +36,21 @@ def test_broker_restart_with_the_gateway_away_loses_nothing(
     stopped = False
     try:
         fleet.start()
-        wait_for(lambda: fleet.stats()["totals"].get("acked", 0) >= 10, 60, "first deliveries")
+        wait_until(lambda: fleet.stats()["totals"].get("acked", 0) >= 10, 60, "first deliveries")
 
         os.kill(gw.pid, signal.SIGSTOP)
         stopped = True
         broker.stop()  # graceful: sessions and queued messages are saved, $share subscriptions not
         broker.start()
         # The drones are back and publishing; nobody is subscribed.
-        wait_for(lambda: fleet.stats()["totals"].get("unrouted", 0) >= 5, 60,
-                 "publishes answered 'no matching subscribers'")
+        wait_until(lambda: fleet.stats()["totals"].get("unrouted", 0) >= 5, 60,
+                   "publishes answered 'no matching subscribers'")
         os.kill(gw.pid, signal.SIGCONT)
         stopped = False
         gw.wait_ready()
-        time.sleep(2)  # a little more traffic with the gateway back
+        acked = fleet.stats()["totals"].get("acked", 0)
+        wait_until(lambda: fleet.stats()["totals"].get("acked", 0) >= acked + 10, 60,
+                   "10 more deliveries with the gateway back")
     finally:
         if stopped:
             os.kill(gw.pid, signal.SIGCONT)

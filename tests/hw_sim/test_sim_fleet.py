@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +11,10 @@ import pytest
 
 import protocol
 from hw_sim import nyc
-from hw_sim.fleet import Fleet, LinkFaults, fault_schedule
+from hw_sim.faults import LinkFaults, fault_schedule
+from hw_sim.fleet import Fleet
 from presacop.stack import Mosquitto
+from tests.support import wait_until
 
 WAIT = 60.0
 FAST_CAMERA = {"width": 640, "height": 360, "fps": 5.0, "violation_rate": 0.5}
@@ -55,15 +56,6 @@ class Collector:
         self.client.loop_stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_two_drones_deliver_every_accepted_violation_through_a_cut(
         mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
     broker = mosquitto_factory()
@@ -72,16 +64,19 @@ def test_two_drones_deliver_every_accepted_violation_through_a_cut(
     try:
         fleet.start()
         assert fleet.drone_ids == ["sim-0001", "sim-0002"]
-        assert wait_for(lambda: all(len(v) >= 2 for v in fleet.accepted().values()))
+        wait_until(lambda: all(len(v) >= 2 for v in fleet.accepted().values()), WAIT,
+                   "2 accepted violations per drone")
         fleet.cut_links(duration_s=2.0)
-        assert wait_for(lambda: fleet.stats()["totals"]["link_up"] == 2), "links not restored"
+        wait_until(lambda: fleet.stats()["totals"]["link_up"] == 2, WAIT, "both links restored")
         count_after_cut = len(fleet.accepted_ids())
-        assert wait_for(lambda: len(fleet.accepted_ids()) >= count_after_cut + 2)
+        wait_until(lambda: len(fleet.accepted_ids()) >= count_after_cut + 2, WAIT,
+                   "2 more accepted violations after the cut")
         assert fleet.wait_drained(WAIT)
     finally:
         fleet.stop()
     accepted = fleet.accepted_ids()
-    assert wait_for(lambda: accepted <= set(collector.violations()))
+    wait_until(lambda: accepted <= set(collector.violations()), WAIT,
+               "every accepted violation at the collector")
     collector.close()
 
     received = collector.violations()

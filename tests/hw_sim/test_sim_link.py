@@ -12,6 +12,7 @@ import pytest
 
 from hw_sim import LinkError
 from hw_sim.link import LinkProxy
+from tests.support import wait_until
 
 WAIT = 10.0  # generous: the machine is shared
 
@@ -109,6 +110,7 @@ def test_bytes_pass_both_ways_unchanged(proxy: LinkProxy) -> None:
         sender.start()
         echoed = recv_exactly(s, len(payload))
         sender.join(WAIT)
+        assert not sender.is_alive()
     assert echoed == payload
     stats = proxy.stats()
     assert stats["bytes_up"] == len(payload)
@@ -179,6 +181,7 @@ def test_rate_cap_delivers_everything(proxy: LinkProxy) -> None:
         sender.start()
         assert recv_exactly(s, len(payload)) == payload
         sender.join(WAIT)
+        assert not sender.is_alive()
 
 
 def test_client_close_is_passed_on_as_a_clean_close(proxy: LinkProxy) -> None:
@@ -187,10 +190,7 @@ def test_client_close_is_passed_on_as_a_clean_close(proxy: LinkProxy) -> None:
         assert recv_exactly(s, 3) == b"bye"
         s.shutdown(socket.SHUT_WR)
         assert s.recv(10) == b""  # the echo server saw our FIN and closed its side
-    deadline = time.monotonic() + WAIT
-    while proxy.stats()["active"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proxy.stats()["active"] == 0
+    wait_until(lambda: proxy.stats()["active"] == 0, WAIT, "the proxy to drop the connection")
 
 
 def test_max_connections_refuses_extra(echo: EchoServer) -> None:
