@@ -25,7 +25,7 @@ Modules, one concern each:
     kafka_health  HealthProbe: the thread behind `kafka_up`
     factory       build(config): the Gateway with its real Source and Sink
     testing       MemorySource, MemorySink
-    errors        the error tree; metrics, systemd, logs, cli, review
+    errors        the error tree; metrics, systemd, logs, cli (evidence/, signatures: their own)
 
 Errors: bad input never raises, it becomes a dead-letter record. What can escape:
 
