@@ -117,6 +117,10 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack, kept_topics: l
     assert summary["drones"] == 3
     assert summary["latency_ms"]["p50"] is not None
     assert summary["latency_ms"]["p99"] >= summary["latency_ms"]["p50"]
+    # Every accepted violation's image was uploaded (through the link cuts), stored and verified.
+    evidence = summary["evidence"]
+    assert evidence["expected"] > 0 and evidence["bytes"] > 0
+    assert evidence["stored"] == evidence["verified"] == evidence["expected"]
     # Progress went to stderr, with the link cuts visible as they happened.
     assert "link CUT" in result.stderr and "link restored" in result.stderr
 
@@ -130,13 +134,16 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack, kept_topics: l
     assert {a["message_id"] for a in alerts} == unqualified
     assert len(unqualified) == published["unqualified"]
     assert read_topic(stack.kafka_bootstrap, summary["topics"]["deadletter"]) == []
+    stored = read_topic(stack.kafka_bootstrap, summary["topics"]["evidence"])
+    assert {r["evidence_id"] for r in stored} == {v["evidence_id"] for v in violations}
 
     pid = int(re.search(r"gateway\s+pid (\d+)", result.stderr).group(1))  # type: ignore[union-attr]
     assert not gateway_alive(pid, summary["run_id"])
     assert not list(tmp_path.glob("presacop-demo-*")), "the run's temporary directory is left"
 
     # docs/demo.md describes every key of the real JSON summary.
-    keys = {*summary, *summary["published"], *summary["delivered"], *summary["latency_ms"]}
+    keys = {*summary, *summary["published"], *summary["delivered"], *summary["latency_ms"],
+            *summary["evidence"]}
     assert not [k for k in sorted(keys) if f"`{k}`" not in DOC]
 
 
@@ -259,6 +266,19 @@ COMPLETE = [
 
 def checks(summary: dict[str, Any]) -> dict[str, bool]:
     return {c["name"]: c["ok"] for c in summary["checks"]}
+
+
+def test_missing_or_unverified_evidence_fails() -> None:
+    ledger = demo.Ledger(violations=frozenset(), unqualified=frozenset(), telemetry={},
+                         evidence=frozenset({"a" * 16, "b" * 16, "c" * 16}))
+    stored = {i: {"sha256": i * 4, "size": 10} for i in ("a" * 16, "b" * 16)}
+    check = demo.evidence_check(ledger, stored, {"a" * 16})
+    assert not check.ok and "1 missing" in check.detail and "1 not verifying" in check.detail
+    assert demo.evidence_check(ledger, {**stored, "c" * 16: stored["a" * 16]},
+                               {"a" * 16, "b" * 16, "c" * 16}).ok
+    summary = demo.evidence_summary(ledger, stored, {"a" * 16})
+    assert (summary["expected"], summary["stored"], summary["verified"], summary["bytes"]) == \
+        (3, 2, 1, 20)
 
 
 def test_summary_of_a_complete_run_is_ok() -> None:

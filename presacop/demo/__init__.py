@@ -24,7 +24,14 @@ from presacop.demo.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from presacop.demo.errors import DemoError, Interrupted
 from presacop.demo.faults import Cut, plan_cuts
 from presacop.demo.ledger import ROLES, Ledger, Tally, delivered_all, ledger_of
-from presacop.demo.report import Check, percentile, render, summarize
+from presacop.demo.report import (
+    Check,
+    evidence_check,
+    evidence_summary,
+    percentile,
+    render,
+    summarize,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -40,6 +47,8 @@ __all__ = [
     "Tally",
     "add_arguments",
     "delivered_all",
+    "evidence_check",
+    "evidence_summary",
     "ledger_of",
     "percentile",
     "plan_cuts",

@@ -39,7 +39,15 @@ def gateway_config(ep: Endpoints, topics: Mapping[str, str], run_id: str, metric
         "metrics": {"address": metrics},
         "log": {"format": "text"},
         "security": {"require_signatures": True, "keys_dir": str(keys_dir)},
+        # Evidence images in a directory store of the run (kept with the logs of a failed run).
+        "evidence": {"staging_dir": str(keys_dir.parent / "evidence-staging"),
+                     "store": {"path": str(evidence_store_path(keys_dir.parent))}},
     }, source="the demo's gateway config")
+
+
+def evidence_store_path(workdir: Path) -> Path:
+    """Where the run's gateway stores evidence objects (a `dir` store)."""
+    return workdir / "evidence-store"
 
 
 class GatewayProcess:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLES = ("telemetry", "violations", "alerts", "deadletter")
+ROLES = ("telemetry", "violations", "alerts", "deadletter", "evidence")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class Ledger:
     unqualified: frozenset[str]
     telemetry: Mapping[str, int]
     queued: int = 0  # messages still in the outboxes after the drain
+    evidence: frozenset[str] = frozenset()  # evidence ids the accepted violations name
+    uploads_pending: int = 0  # evidence uploads not confirmed after the drain
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Tally:
     foreign: int = 0  # records of drones that are not ours (another fleet on the same broker)
     unreadable: int = 0  # records that are not the documented JSON
     latencies_ms: list[int] = field(default_factory=list)
+    evidence: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # id -> first record
 
     def add(self, role: str, value: bytes | None, timestamp_ms: int) -> None:
         """Count one Kafka record of topic `role`."""
@@ -55,6 +58,8 @@ class Tally:
         try:
             if role == "deadletter":
                 self.dead_reasons[str(record.get("reason"))] += 1
+            elif role == "evidence":
+                self.evidence.setdefault(record["evidence_id"], record)
             elif role == "alerts":
                 self.alerts[record["message_id"]] += 1
             else:
@@ -99,6 +104,8 @@ def ledger_of(fleet: Any) -> Ledger:
         unqualified=frozenset(protocol.message_id(v) for v in accepted if v.code is None),
         telemetry={d: int(row.get("telemetry", 0)) for d, row in rows.items()},
         queued=sum(int(row.get("outbox_depth", 0)) for row in rows.values()),
+        evidence=frozenset(v.evidence_id for v in accepted),
+        uploads_pending=sum(int(row.get("uploads_pending", 0)) for row in rows.values()),
     )
 
 

@@ -88,6 +88,32 @@ def summarize(ledger: Ledger, tally: Tally, meta: Mapping[str, Any],
     }
 
 
+def evidence_summary(ledger: Ledger, evidence: Mapping[str, Mapping[str, Any]],
+                     verified: set[str]) -> dict[str, Any]:
+    """The summary's `evidence` object: images the accepted violations name, stored (a
+    presacop.evidence record), verified (the stored object hashes to the record's SHA-256)."""
+    expected = ledger.evidence
+    return {
+        "expected": len(expected),
+        "stored": len(expected & set(evidence)),
+        "verified": len(expected & verified),
+        "bytes": sum(int(evidence[i]["size"]) for i in expected & set(evidence)),
+        "uploads_pending": ledger.uploads_pending,
+        "missing_ids": sorted(expected - verified)[:20],
+    }
+
+
+def evidence_check(ledger: Ledger, evidence: Mapping[str, Mapping[str, Any]],
+                   verified: set[str]) -> Check:
+    summary = evidence_summary(ledger, evidence, verified)
+    missing = sorted(ledger.evidence - set(evidence))
+    bad = sorted((ledger.evidence & set(evidence)) - verified)
+    return Check("evidence", not missing and not bad,
+                 f"{summary['verified']} of {summary['expected']} evidence images stored and "
+                 f"verified by SHA-256 ({summary['bytes']} bytes)" + _some(missing)
+                 + _some(bad, "not verifying"))
+
+
 def _some(ids: Sequence[str], what: str = "missing") -> str:
     if not ids:
         return ""
@@ -106,6 +132,7 @@ def render(summary: Mapping[str, Any]) -> str:
         ("telemetry", pub["telemetry"], dlv["telemetry"], checks["telemetry"]),
         ("status (online/offline)", "-", dlv["status"], ""),
         ("dead letters", "-", summary["deadletter"], checks["dead letters"]),
+        *_evidence_rows(summary, checks),
         ("duplicates (same message id)", "-", summary["duplicates"], ""),
         ("lost", "-", summary["lost"], "ok" if summary["lost"] == 0 else "FAIL"),
     ]
@@ -128,6 +155,15 @@ def render(summary: Mapping[str, Any]) -> str:
     lines.append("OK: nothing lost, every check passed" if summary["ok"]
                  else f"FAILED: {summary['lost']} lost, {failed} check(s) failed")
     return "\n".join(lines)
+
+
+def _evidence_rows(summary: Mapping[str, Any], checks: Mapping[str, str]) -> list[tuple[Any, ...]]:
+    ev = summary.get("evidence")
+    if ev is None:
+        return []
+    return [("evidence images (stored)", ev["expected"], ev["stored"], ""),
+            (f"  verified by SHA-256, {ev['bytes']} B", "-", ev["verified"],
+             checks.get("evidence", ""))]
 
 
 def _ms(value: int | None) -> str:

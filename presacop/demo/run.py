@@ -6,6 +6,7 @@ Raises (from `Demo.run`): `DemoError`, `presacop.stack.StackError`, `hw_sim.Flee
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import random
 import secrets
@@ -18,13 +19,14 @@ from typing import Any
 
 from presacop.demo.brokers import Endpoints, StackHandle
 from presacop.demo.faults import plan_cuts
-from presacop.demo.gateway import GatewayProcess
+from presacop.demo.gateway import GatewayProcess, evidence_store_path
 from presacop.demo.kafka_view import KafkaWatch, create_topics, delete_topics
 from presacop.demo.ledger import ROLES, delivered_all, ledger_of
 from presacop.demo.progress import Progress, progress_line
-from presacop.demo.report import Check, summarize
+from presacop.demo.report import Check, evidence_check, evidence_summary, summarize
 
 DELIVERY_TIMEOUT_S = 60.0  # after the drones stopped: how long the rest may take to reach Kafka
+UPLOAD_TIMEOUT_S = 90.0  # after the cameras stopped: how long the evidence uploads may take
 TICK_S = 0.2
 # Real drones see about 1% unqualified violations; a short demo at 1% would often show none, so
 # the demo's recognizer leaves 5% unqualified to exercise the alert path every run.
@@ -123,6 +125,7 @@ class Demo:
     def _finish(self) -> dict[str, Any]:
         assert self.gateway is not None and self.watch is not None
         args, say, watch = self.args, self.p.say, self.watch
+        self._finish_uploads()
         say("time is up: the drones stop and drain their outboxes ...")
         self.fleet.stop(timeout=30.0)
         ledger = ledger_of(self.fleet)
@@ -162,7 +165,42 @@ class Demo:
             "topics": self.topics, "stack": ep.origin,
             "mqtt": f"{ep.mqtt_host}:{ep.mqtt_port}", "kafka": ep.kafka,
         }
+        evidence = watch.read(lambda t: dict(t.evidence))
+        extra.append(evidence_check(ledger, evidence, self._verified(evidence)))
+        meta["evidence"] = evidence_summary(ledger, evidence, self._verified(evidence))
         return watch.read(lambda t: summarize(ledger, t, meta, extra))
+
+    def _finish_uploads(self) -> None:
+        """Stop the cameras and let the drones finish uploading their evidence (bounded)."""
+        say = self.p.say
+        for drone in self.fleet.drones.values():
+            drone.camera.pause()  # no new violations: the upload queues can empty
+        say(f"time is up: the cameras stop; the drones finish their evidence uploads (at most "
+            f"{UPLOAD_TIMEOUT_S:.0f} s) ...")
+        deadline = time.monotonic() + UPLOAD_TIMEOUT_S
+        while self.fleet.stats()["totals"].get("uploads_pending", 0) > 0:
+            if time.monotonic() > deadline:
+                say("  gave up waiting for uploads: the summary shows what is missing")
+                return
+            self._check_health()
+            self.p.show(self._line(self.args.duration, "uploading"))
+            time.sleep(TICK_S)
+
+    def _verified(self, evidence: dict[str, Any]) -> set[str]:
+        """Evidence ids whose stored object is there and hashes to its record's SHA-256."""
+        from gateway.evidence.store import DirStore, StoreError
+
+        assert self.workdir is not None
+        store = DirStore(evidence_store_path(self.workdir))
+        good = set()
+        for ident, record in evidence.items():
+            try:
+                data = store.get(record["sha256"])
+            except StoreError:
+                continue
+            if hashlib.sha256(data).hexdigest() == record["sha256"]:
+                good.add(ident)
+        return good
 
     # -- helpers ---------------------------------------------------------------------------
 
