@@ -8,7 +8,8 @@ Modules, one concept each: `config` (AgentConfig), `agent` (the threads), `outbo
 `evidence` (JPEG store with quota), `dedupe`, `publisher` (paho-mqtt), `plugins` (factory loading),
 `timesource`, `hardware` and `recognizer` (the interfaces), `stub_recognizer`, `opencv_camera`,
 `replay_position`, `fixed_sources`, `mavlink_source` (+ `mavlink_link`, `mavlink_transport`: the
-flight controller), `gpsd_source`, `shared_link`, `source_extras`, `cli`.
+flight controller), `gpsd_source`, `shared_link`, `source_extras`, `workers` (the agent's thread
+plumbing), `assembly` (an agent from its config), `cli`.
 
 Errors (all in `drone_agent.errors` except `HardwareError`, which lives with the interfaces)::
 

@@ -25,11 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import protocol
 from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
+from drone_agent.assembly import from_config, violation_encoder
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import Dedupe
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
@@ -49,7 +48,10 @@ from drone_agent.publisher import Publisher
 from drone_agent.recognizer import PlateRead, Recognizer
 from drone_agent.timesource import TimeSourceDetector
 from drone_agent.uploader import Uploader
-from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, Violation, topic
+from drone_agent.workers import LatestFrame, close_quietly, start_thread
+from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, topic
+
+__all__ = ["Agent", "LatestFrame", "from_config", "violation_encoder"]  # the last two: assembly.py
 
 log = logging.getLogger(__name__)
 
@@ -59,38 +61,6 @@ CAMERA_RETRY_MIN_S, CAMERA_RETRY_MAX_S = 0.1, 5.0  # pause after a failed read, 
 COUNTERS = ("captured", "recognized", "skipped_frames", "reads", "violations", "deduped",
             "telemetry", "camera_errors", "recognizer_errors", "invalid_reads",
             "position_errors", "power_errors", "evidence_errors", "outbox_errors")
-
-
-class LatestFrame:
-    """A one-frame mailbox: `put` replaces an untaken frame (counted in `replaced`)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self.replaced = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._frame is not None:
-                self.replaced += 1
-            self._frame = frame
-            self._cond.notify()
-
-    def take(self, timeout: float) -> Frame | None:
-        """The newest frame, waiting up to `timeout`; None if none came."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._frame is not None, timeout)
-            frame, self._frame = self._frame, None
-            return frame
-
-
-def violation_encoder(config: AgentConfig) -> Callable[[Violation], bytes]:
-    """protocol.encode, or the signer of `signing.key_file`. Raises common.signing.KeyFileError."""
-    if not config.signing.key_file:
-        return protocol.encode
-    from common.signing import Signer  # the crypto only where a key is configured
-
-    return Signer.from_file(Path(config.signing.key_file)).encode
 
 
 class Agent:
@@ -180,7 +150,7 @@ class Agent:
             thread.join(max(0.0, capture_share - time.monotonic()))
         if any(t.is_alive() for t in self._threads):
             # A camera blocked in read() may only return once closed.
-            self._close_quietly(self.camera)
+            close_quietly(self.camera)
             for thread in self._threads:
                 thread.join(max(0.0, capture_share - time.monotonic()))
         if self.publisher is not None and not self.publisher.stop(deadline):
@@ -190,7 +160,7 @@ class Agent:
             log.warning("threads still running after stop: %s", ", ".join(stuck))
         for source in (self.camera, self.position, self.power, self.recognizer,
                        self.time_reference):
-            self._close_quietly(source)
+            close_quietly(source)
         if self.outbox is not None and not stuck:
             self.outbox.close()
             if self.uploader is not None:
@@ -501,48 +471,4 @@ class Agent:
             return self._counts[name]
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    @staticmethod
-    def _guard(name: str, target: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                log.critical("thread %s died", name, exc_info=True)
-
-        return run
-
-    @staticmethod
-    def _close_quietly(thing: Any) -> None:
-        close = getattr(thing, "close", None)
-        if close is None:
-            return
-        try:
-            close()
-        except Exception as exc:
-            log.warning("closing %s failed: %s", type(thing).__name__, exc)
-
-
-def from_config(config: AgentConfig) -> Agent:
-    """Build the camera, position, power and recognizer that `config` names, and the agent.
-
-    Raises `PluginError` naming the config key; parts already built are closed."""
-    reference = ((plugins.CLOCK, config.clock),) if config.clock.factory else ()
-    parts = ((plugins.CAMERA, config.camera), (plugins.POSITION, config.position),
-             (plugins.POWER, config.power), (plugins.RECOGNIZER, config.recognizer), *reference)
-    for part, section in parts:  # every name resolves before any device is opened
-        plugins.resolve(part, section.factory)
-    built: list[Any] = []
-    try:
-        for part, section in parts:
-            built.append(plugins.build(part, section.factory, section.options))
-    except BaseException:
-        for thing in built:
-            Agent._close_quietly(thing)
-        raise
-    camera, position, power, recognizer, *clock = built
-    return Agent(config, camera=camera, position=position, power=power, recognizer=recognizer,
-                 time_reference=clock[0] if clock else None)
+        self._threads.append(start_thread(name, target))
