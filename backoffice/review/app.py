@@ -263,9 +263,9 @@ class _Pages:
     # --- supervisor pages ------------------------------------------------------------------
 
     async def violations(self, request: Request, *, error: str = "", status: int = 200,
-                         notice: str = "") -> Response:
+                         notice: str = "", q: object = None) -> Response:
         session = await self.session(request, supervisor=True)
-        q = request.query_params.get("q", "").strip()[:64]
+        q = str(q if q is not None else request.query_params.get("q", "")).strip()[:64]
 
         def load() -> list[dict[str, Any]]:
             with self.c.db.connect() as conn:
@@ -282,10 +282,11 @@ class _Pages:
             done = await run_in_threadpool(self.c.decisions.change_code, session.account,
                                            data.get("message_id"), data.get("revision"),
                                            data.get("code"), self.address(request))
-        except (DecisionRefused, PublishFailed) as exc:
-            return await self.violations(request, error=str(exc), status=_status(exc))
+        except (DecisionRefused, PublishFailed) as exc:  # the same violation shown again
+            return await self.violations(request, error=str(exc), status=_status(exc),
+                                         q=data.get("message_id", ""))
         self.c.forwarder.wake.set()
-        return await self.violations(request, notice=(
+        return await self.violations(request, q=done["message_id"], notice=(
             f"{done['message_id']}: code {done['code']} recorded (was {done['original_code']}, "
             f"revision {done['revision']})"))
 

@@ -244,15 +244,24 @@ def test_a_supervisor_changes_a_drone_code_and_reads_the_audit_log(console, brow
     sup.find_element(By.CSS_SELECTOR, "form.violation input.code").send_keys("14", Keys.ENTER)
     wait_until(lambda: "code 14 recorded (was 21, revision 1)" in text(sup, "notice"), 30,
                "the change's notice")
+    assert "code 14 (officer_changed by sup-1) · revision 1" in \
+        sup.find_element(By.CSS_SELECTOR, "form.violation").text
     revisions = [v for v, _ in read_to_end(console.bootstrap, console.topics["violations"])
                  if v["message_id"] == mid]
     assert [(v["revision"], v["code"], v["code_status"], v.get("original_code"))
             for v in revisions] == [(0, 21, "drone", None), (1, 14, "officer_changed", 21)]
     sup.get(f"{console.url}/audit")
     rows = sup.find_element(By.ID, "audit").text
-    assert "code_change sup-1" in rows and "login_failed" in rows
+    assert "code_change sup-1" in rows and "login sup-1" in rows
+    aid = console.add_alert(d, 4)
+    open_alert(sup, console, aid)  # in the view now: the statistics count it
     sup.get(f"{console.url}/stats")
     assert int(text(sup, "stats-depth")) >= 1
+    (day,) = [[c.text for c in row.find_elements(By.TAG_NAME, "td")]
+              for row in sup.find_elements(By.CSS_SELECTOR, "#stats tbody tr")
+              if row.text.startswith("2026-05-28")]  # the test violations' receive day
+    violations, officer_changed = int(day[1]), int(day[3])
+    assert violations >= 2 and officer_changed >= 1 and day[4].endswith("%")
 
 
 def test_the_view_survives_a_restart(console, browsers):
