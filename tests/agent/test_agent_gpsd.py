@@ -3,6 +3,7 @@ feeds it an NMEA log that hw_sim writes from a NYC route (the system gpsd is nev
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -35,27 +36,32 @@ def track(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Epoch]]:
     return write_log(tmp_path_factory.mktemp("nmea") / "route.nmea", items), items
 
 
+@contextlib.contextmanager
+def gpsfake(log: Path, port: int, output: Path) -> Iterator[None]:
+    """gpsfake (its own gpsd) replaying `log` in a loop on 127.0.0.1:`port`; stopped by PID."""
+    assert shutil.which("gpsfake"), "gpsfake missing: apt-get install gpsd gpsd-clients"
+    with output.open("ab") as out:
+        proc = subprocess.Popen(["gpsfake", "-P", str(port), "-c", str(SENTENCE_DELAY_S),
+                                 str(log)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            wait_until(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() or True,
+                       15, f"gpsd listening on {port}", ignoring=(OSError,))
+            yield
+        finally:
+            proc.send_signal(signal.SIGTERM)  # gpsfake stops and reaps its gpsd
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # only when it hangs; its gpsd would outlive it
+                proc.wait(5)
+
+
 @pytest.fixture
 def gpsd(track: tuple[Path, list[Epoch]], tmp_path: Path) -> Iterator[int]:
-    """gpsfake (its own gpsd) replaying the log in a loop on 127.0.0.1:<port>; stopped by PID."""
-    assert shutil.which("gpsfake"), "gpsfake missing: apt-get install gpsd gpsd-clients"
     port = free_port()
-    log = (tmp_path / "gpsfake.log").open("wb")
-    proc = subprocess.Popen(["gpsfake", "-P", str(port), "-c", str(SENTENCE_DELAY_S),
-                             str(track[0])], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() or True,
-                   15, f"gpsd listening on {port}", ignoring=(OSError,))
+    with gpsfake(track[0], port, tmp_path / "gpsfake.log"):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)  # gpsfake stops and reaps its gpsd
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # only when it hangs; its gpsd would outlive it
-            proc.wait(5)
-        log.close()
 
 
 def _matches(lat: float, lon: float, items: list[Epoch]) -> Epoch | None:
@@ -126,5 +132,22 @@ def test_unreachable_gpsd_is_retried_and_counted() -> None:
         wait_until(lambda: position.stats()["gpsd_connect_failures"] >= 3, 10,
                    "three failed connection attempts")
         assert position.fix() is None and position.gnss_time() is None
+    finally:
+        position.close()
+
+
+def test_a_restarted_gpsd_is_reconnected(track: tuple[Path, list[Epoch]], tmp_path: Path) -> None:
+    port = free_port()
+    position = GpsdPosition(port=port, stale_after_s=1.0, reconnect_min_s=0.05,
+                            reconnect_max_s=0.2)
+    try:
+        with gpsfake(track[0], port, tmp_path / "gpsfake.log"):
+            wait_until(position.fix, 15, "a fix from the first gpsd")
+        wait_until(lambda: position.stats()["gpsd_connected"] == 0, 10, "the loss noticed")
+        wait_until(lambda: position.fix() is None, 5, "no fix without gpsd")
+        with gpsfake(track[0], port, tmp_path / "gpsfake.log"):
+            fix = wait_until(position.fix, 20, "a fix from the restarted gpsd")
+            assert _matches(fix.lat, fix.lon, track[1]) is not None
+        assert position.stats()["gpsd_reconnects"] == 2
     finally:
         position.close()
