@@ -8,6 +8,7 @@ with the small shared pieces (typed TOML config, backoff, child processes, Kafka
     stack/   the local Mosquitto + Kafka (+ s3proxy) on loopback, Maven jars (`presacop stack`)
     demo/    the whole pipeline on this machine, checked for losses (`presacop demo`)
     sim      a fleet of simulated drones, spread over processes if asked (`presacop sim`)
+    keys     a drone's Ed25519 signing key pair (`presacop keys gen`)
 
 Each part draws its own error tree in its docstring (`presacop.stack.StackError`,
 `presacop.demo.DemoError`); the command turns them into a message and an exit code.
