@@ -8,6 +8,8 @@ import io
 import pytest
 
 from backoffice import areas
+from backoffice.history.progress import Progress
+from backoffice.history.progress import line as progress_line
 from backoffice.history.records import (
     BAD_ROW_REASONS,
     HEADER,
@@ -144,3 +146,24 @@ def test_points_to_boroughs(lat: float, lon: float, borough: str | None) -> None
 def test_grid_cells() -> None:
     assert areas.cell_of(40.7128, -74.0060) == "40.71,-74.01"
     assert areas.cell_of(40.71, -74.0) == "40.71,-74.00"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "drawn"), [(_Terminal(), True), (io.StringIO(), False)])
+def test_progress_bar_on_a_terminal_only(stream: io.StringIO, drawn: bool) -> None:
+    bar = Progress(1000, stream)
+    for rows in range(1, 5000):
+        bar.update(lambda: 500, rows)
+    bar.close()
+    text = stream.getvalue()
+    assert ("50.0%" in text and "rows/s" in text and "ETA" in text) == drawn
+    assert (text == "") == (not drawn)
+
+
+def test_progress_line_text() -> None:
+    assert progress_line(250, 1000, 1234, 2.0) == (
+        "[#######-----------------------]  25.0%  1,234 rows  617 rows/s  ETA 0:00:06")
