@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from common.config import describe, field, load
+from common.config import ConfigError, describe, field, load
 from gateway.config import KafkaConfig
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -73,6 +74,15 @@ class BackofficeConfig:
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> BackofficeConfig:
     """Read backoffice.toml (None: defaults); raises ConfigError naming the key."""
     return load(BackofficeConfig, path, env)
+
+
+def load_for_cli(path: str | None, prog: str) -> BackofficeConfig | None:
+    """The config for a command, or None after printing `<prog>: bad config: ...` to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{prog}: bad config: {exc}", file=sys.stderr)
+        return None
 
 
 def reference_markdown() -> str:

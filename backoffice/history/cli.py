@@ -55,15 +55,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from backoffice.config import load_config
-    from common.config import ConfigError
+    from backoffice.config import load_for_cli
 
     from .ingest import DeliveryError, InputError, ingest
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"presacop history ingest: bad config: {exc}", file=sys.stderr)
+    cfg = load_for_cli(args.config, "presacop history ingest")
+    if cfg is None:
         return 2
     try:
         summary = ingest(cfg, args.file, progress=sys.stderr, restart=args.restart)

@@ -33,13 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backoffice.config import load_config
-    from common.config import ConfigError
+    from backoffice.config import load_for_cli
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"presacop stats: bad config: {exc}", file=sys.stderr)
+    cfg = load_for_cli(args.config, f"presacop stats {args.stats_command}")
+    if cfg is None:
         return 2
     if args.stats_command == "report":
         return _report(cfg, args.out)
