@@ -20,6 +20,7 @@ Raises: `start` raises `OutboxError` (database unusable) or `OSError` (data dire
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -30,7 +31,7 @@ from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
 from drone_agent.assembly import from_config, violation_encoder
 from drone_agent.config import AgentConfig
-from drone_agent.dedupe import Dedupe
+from drone_agent.dedupe import REPORTED_PREFIX, Dedupe, parse_reported, reported_key
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
 from drone_agent.evidence import EvidenceStore, encode_jpeg, evidence_id
 from drone_agent.hardware import (
@@ -131,6 +132,7 @@ class Agent:
                                    topic_for=lambda kind: topic(cfg.drone_id, Kind(kind)),
                                    uploader=self.uploader)
         self._last_frame_at = time.monotonic()
+        self._restore_reported()
         log.info("agent %s starting: outbox %d queued (next seq %d), evidence %d files",
                  cfg.drone_id, self.outbox.depth, self.outbox.next_seq, self.evidence.count)
         self._spawn("agent-capture", self._capture_loop)
@@ -331,6 +333,20 @@ class Agent:
         kept = self.outbox.referenced_evidence() if self.outbox is not None else set()
         return kept | (self.uploader.unconfirmed() if self.uploader is not None else set())
 
+    def _restore_reported(self) -> None:
+        """The (plate, code) keys reported before a restart, kept in the outbox (dedupe.py)."""
+        assert self.outbox is not None
+        kept, now_ms, expired = self.outbox.kept(REPORTED_PREFIX), time.time() * 1000, []
+        for name, emitted_ms in kept.items():
+            age_s = (now_ms - emitted_ms) / 1000
+            if age_s >= self.dedupe.window_s:
+                expired.append(name)
+                continue
+            with contextlib.suppress(ValueError):  # a name we cannot read: not ours to keep
+                self.dedupe.restore(parse_reported(name), age_s, time.monotonic())
+        if expired:
+            self.outbox.forget(expired)
+
     def _queue_violation(self, frame: Frame, read: PlateRead, ident: str) -> int | None:
         assert self.outbox is not None
         fix = self._fix()
@@ -345,7 +361,9 @@ class Agent:
             return messages.violation(hdr, where, read, ident, self._encode_violation)
 
         try:
-            seq = self.outbox.put("violation", build, evidence_id=ident)
+            key = reported_key((messages.normalise_plate(read.text), read.code))
+            seq = self.outbox.put("violation", build, evidence_id=ident,
+                                  keep={key: int(time.time() * 1000)})
         except OutboxFull as exc:
             self._outbox_full_latched = True
             self._full_events += 1

@@ -44,7 +44,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -154,13 +154,14 @@ class Outbox:
     # -- writing ------------------------------------------------------------------------------
 
     def put(self, kind: str, build: Callable[[int], bytes], *, evidence_id: str | None = None,
-            now_ms: int | None = None) -> int | None:
+            now_ms: int | None = None, keep: Mapping[str, int] | None = None) -> int | None:
         """Allocate a seq, store `build(seq)` durably and return the seq.
 
         Telemetry that cannot fit returns None (counted in `telemetry_dropped`). Raises
         `OutboxFull` for a violation that cannot fit, `OutboxError` when the database fails
         (closed, disk full, I/O error) or the seq space is exhausted; any exception from `build`
-        propagates. A put that raised or returned None consumed no seq."""
+        propagates. A put that raised or returned None consumed no seq. `keep`: values stored in
+        the same transaction as the row (see `kept`)."""
         if kind not in PRIORITY:
             raise ValueError(f"unknown kind {kind!r}")
         created = int(time.time() * 1000) if now_ms is None else now_ms
@@ -177,6 +178,8 @@ class Outbox:
                         "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
                         (seq, PRIORITY[kind], kind, payload, evidence_id, created))
                     self._set_meta(db, "next_seq", seq + 1)
+                    for name, value in (keep or {}).items():
+                        self._set_meta(db, name, value)
                 return dropped
 
             dropped = self._write(store)
@@ -186,14 +189,31 @@ class Outbox:
             self._account(kind, cost, dropped)
             return seq
 
-    def reserve_seq(self) -> int:
-        """Allocate a seq used outside the queue (status messages), persisted like any other.
-        Raises `OutboxError`."""
+    def reserve_seq(self, count: int = 1, *, keep_as: str | None = None) -> int:
+        """Allocate `count` consecutive seqs used outside the queue (status messages), persisted
+        like any other; returns the first, also remembered as `keep_as` (`kept_seq`) in the same
+        transaction when given. Raises `OutboxError`."""
         with self._lock:
             seq = self._take_seq()
-            self._write(lambda db: self._set_meta(db, "next_seq", seq + 1))
-            self._next_seq = seq + 1
+            if seq + count - 1 > SEQ_MAX:
+                raise OutboxError(f"outbox {self.path}: sequence space exhausted")
+            kept = [("next_seq", seq + count)] + ([(keep_as, seq)] if keep_as else [])
+            self._write(lambda db: [self._set_meta(db, k, v) for k, v in kept])
+            self._next_seq = seq + count
             return seq
+
+    def kept(self, prefix: str) -> dict[str, int]:
+        """Values kept by `reserve_seq(keep_as=)` or `put(keep=)`, by name, of the names that
+        start with `prefix` (e.g. "reported:"), until `forget`: they survive restarts."""
+        with self._lock:
+            return dict(self._conn().execute("SELECT key, value FROM meta WHERE key >= ? AND "
+                                             "key < ?", (prefix, prefix + "\uffff")).fetchall())
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop kept values. Raises `OutboxError`."""
+        with self._lock:
+            self._write(lambda db: db.executemany("DELETE FROM meta WHERE key=?",
+                                                  [(n,) for n in names]))
 
     def ack(self, seqs: Iterable[int]) -> int:
         """Remove delivered messages (the broker acknowledged them). Returns how many were here.

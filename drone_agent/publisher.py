@@ -26,9 +26,15 @@ every paho call and callback happens on that thread and reconnection is ours:
   PUBACKs, publish the retained offline status (a clean disconnect does not fire the will), then
   DISCONNECT.
 
-Status messages (will, online, offline) take their seq from the outbox's sequence, so they never
-collide with queued messages. A will's seq is reserved anew whenever a CONNECT carrying it may
-have reached the broker.
+Status messages take their seqs from the outbox's sequence, so they never collide with queued
+messages, and each reserved seq is meant to be published once (docs/agent.md, "Sequence numbers"):
+per connection two consecutive seqs s, s + 1 are reserved before the first CONNECT attempt and kept
+(in the outbox: across restarts too) until a CONNACK accepts one; s is the last will (offline,
+published by the broker if the connection dies) and s + 1 the online status. A clean goodbye
+publishes the offline status with s itself, then DISCONNECT (which cancels the will). So a consumer
+sees s exactly once either way; a gap in a drone's seqs is a loss, except the two cases documented
+there (a broker crash forgets a registered will; an online status whose connection dropped before
+its PUBACK), both recognisable by the status next to the gap.
 
 Raises: nothing from the thread (errors are logged, counted and retried); `start` raises
 `RuntimeError` if called twice.
@@ -57,6 +63,7 @@ UNROUTED_RETRY_MIN_S = 1.0  # the pause after the first unrouted PUBACK, doublin
 UNROUTED_RETRY_MAX_S = 30.0  # ... up to this
 IDLE_POLL_S = 0.1  # select() timeout when idle: bounds the latency of new messages and of stop()
 BUSY_POLL_S = 0.01
+WILL_SEQ_KEY = "will_seq"  # outbox meta: the reserved will seq not yet used by a connection
 
 
 class Publisher:
@@ -80,7 +87,8 @@ class Publisher:
         self.session_started_ms: int | None = None
         self.counters = {"published": 0, "acked": 0, "rejected": 0, "unrouted": 0, "connects": 0,
                          "reconnects": 0, "connect_failures": 0, "connection_lost": 0}
-        self._will_seq: int | None = None
+        self._will_seq: int | None = None  # reserved for the next CONNECT (s; s + 1 online)
+        self._session_will = 0  # the will seq of the current connection
         self._held: dict[int, float] = {}  # refused seq -> monotonic time of the next try
         self._reset_session()
 
@@ -159,8 +167,10 @@ class Publisher:
         import paho.mqtt.client as mqtt
 
         cfg = self.config
-        if self._will_seq is None:
-            self._will_seq = self.outbox.reserve_seq()
+        if self._will_seq is None:  # kept across failed attempts and restarts: see above
+            self._will_seq = self.outbox.kept(WILL_SEQ_KEY).get(WILL_SEQ_KEY)
+            if self._will_seq is None:
+                self._will_seq = self.outbox.reserve_seq(2, keep_as=WILL_SEQ_KEY)
         client.will_set(self._topic_for("status"), self._make_status(self._will_seq, False),
                         qos=1, retain=True)
         self._connack: Any = None
@@ -179,8 +189,6 @@ class Publisher:
         except OSError as exc:
             log.warning("publisher: cannot connect to %s:%s: %s", cfg.host, cfg.port, exc)
             return False
-        # The CONNECT (with this will) may have reached the broker: never reuse its seq.
-        will_seq, self._will_seq = self._will_seq, None
         give_up = time.monotonic() + cfg.connect_timeout_s
         while self._connack is None and not self._lost and time.monotonic() < give_up:
             if client.loop(IDLE_POLL_S) != mqtt.MQTT_ERR_SUCCESS:
@@ -189,8 +197,13 @@ class Publisher:
             why = "timed out" if self._connack is None else str(self._connack)
             log.warning("publisher: broker %s:%s refused or did not answer: %s",
                         cfg.host, cfg.port, why)
+            # The will seq is reused by the next attempt. If this CONNECT was accepted after
+            # all (CONNACK lost), its will may fire too: the same message id twice, which the
+            # gateway drops as a duplicate; no seq is left unpublished.
             return False
-        log.debug("publisher: connected, will seq %d", will_seq)
+        self._session_will, self._will_seq = self._will_seq, None
+        self.outbox.forget([WILL_SEQ_KEY])  # in use: the broker or our goodbye publishes it
+        log.debug("publisher: connected, will seq %d", self._session_will)
         return True
 
     def _session(self, client: Any) -> None:
@@ -204,7 +217,7 @@ class Publisher:
         self.connected = True
         log.info("publisher: connected to %s:%s", self.config.host, self.config.port)
         try:
-            if not self._publish_status(client, online=True):
+            if not self._publish_status(client, self._session_will + 1, online=True):
                 return
             if self.uploader is not None:
                 self.uploader.on_connect(client)
@@ -236,7 +249,7 @@ class Publisher:
         import paho.mqtt.client as mqtt
 
         self._flush_acks(force=True)
-        if self._publish_status(client, online=False):
+        if self._publish_status(client, self._session_will, online=False):
             while self._status_mid is not None and not self._lost \
                     and time.monotonic() < self._deadline:
                 if client.loop(BUSY_POLL_S) != mqtt.MQTT_ERR_SUCCESS:
@@ -267,10 +280,10 @@ class Publisher:
                 self.counters["published"] += 1
         return bool(self._inflight)
 
-    def _publish_status(self, client: Any, *, online: bool) -> bool:
+    def _publish_status(self, client: Any, seq: int, *, online: bool) -> bool:
         import paho.mqtt.client as mqtt
 
-        payload = self._make_status(self.outbox.reserve_seq(), online)
+        payload = self._make_status(seq, online)
         info = client.publish(self._topic_for("status"), payload, qos=1, retain=True)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False

@@ -261,6 +261,21 @@ class LimitsConfig:
         "dead-lettered as `seq_jump` and the dedupe state is kept (docs/security.md).",
         check=_between(1, 2**32),
     )
+    seed_max_records: int = field(
+        20_000,
+        doc="Dedupe seed: before connecting to MQTT (at start and after a lost connection) the "
+        "gateway reads back at most this many of the newest records per partition of the "
+        "telemetry and violations topics, so a message Kafka already has is not produced "
+        "again (docs/gateway.md, Duplicates); 0 turns the seed off.",
+        check=_between(0, 10_000_000),
+    )
+    seed_horizon_s: float = field(
+        3600.0, doc="Dedupe seed: only records written in the last this many seconds.",
+        check=_between(1, 10**7))
+    seed_timeout_s: float = field(
+        30.0, doc="Dedupe seed: longest read; at start it is retried until it succeeds (nothing "
+        "is taken from MQTT before), after a lost connection the gateway goes on without it.",
+        check=_between(1, 3600))
     max_seq_rate: float = field(
         50.0,
         doc="Messages per second a drone can send at most (the agent sends ~1 telemetry/s plus "

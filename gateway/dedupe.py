@@ -2,9 +2,11 @@
 
 A drone numbers its messages with a persistent `seq` that is never reused, so `(drone_id, seq)` is
 the message id. For each drone we keep the highest seq seen and a bitmap of the `window` seqs below
-it. A seq inside the window that is already set is a duplicate (an MQTT redelivery). A seq below
-the window is *unknown*: it is accepted (never drop what we cannot prove is a duplicate) and
-counted as a window miss. The least recently seen drones are forgotten beyond `max_drones`.
+it (window + 1 bits: a seq exactly `window` behind the highest is still inside, as docs/gateway.md
+says; only *more than* `window` behind is outside). A seq inside the window that is already set is
+a duplicate (an MQTT redelivery). A seq below the window is *unknown*: it is accepted (never drop
+what we cannot prove is a duplicate) and counted as a window miss. The least recently seen drones
+are forgotten beyond `max_drones`. `seed` marks seqs read back from Kafka at start (gateway.seed).
 
 Gaps: when a seq jumps above the highest + 1, the skipped seqs become *missing*. A late arrival
 fills its hole. Holes that slide out of the window unfilled are counted as *lost* (from this
@@ -74,7 +76,8 @@ class SeqTracker:
         self.max_jump = max_jump
         self.max_rate = max_rate
         self.jumps = 0  # seqs refused as beyond the replay bound, all drones
-        self._mask = (1 << window) - 1
+        self._bits = window + 1  # the highest seq and the `window` seqs below it
+        self._mask = (1 << self._bits) - 1
         self._drones: OrderedDict[str, DroneSeqState] = OrderedDict()
         self.forgotten_drones = 0
         self._missing = self._lost = self._gaps = 0  # over tracked drones
@@ -98,7 +101,7 @@ class SeqTracker:
             state.top_time_ms = time_ms
             return Verdict.NEW
         offset = state.top - seq
-        if offset >= self.window:
+        if offset >= self._bits:
             return Verdict.UNKNOWN
         bit = 1 << offset
         if state.seen & bit:
@@ -108,6 +111,36 @@ class SeqTracker:
         if seq >= state.first:  # a hole filled
             self._count(drone_id, state, -1, 0, 0)
         return Verdict.NEW
+
+    def seed(self, drone_id: str, seqs: list[int], time_ms: int | None = None) -> None:
+        """Mark `seqs` of `drone_id` (ascending) as already produced: read back from Kafka at
+        start (gateway.seed), so a redelivery of one of them is a DUPLICATE. No replay bound
+        (they were taken once). A drone not tracked yet starts with no holes (its gap count
+        starts with the live stream, as after any restart); for a tracked one they fill holes or
+        advance the window as live seqs would. `time_ms`: when the highest was written."""
+        if not seqs:
+            return
+        state = self._drones.get(drone_id)
+        if state is None:
+            top = seqs[-1]
+            seen = 0
+            for seq in seqs:
+                if top - seq < self._bits:
+                    seen |= 1 << (top - seq)
+            self._admit(drone_id, DroneSeqState(top=top, first=top + 1, seen=seen,
+                                                top_time_ms=time_ms))
+            return
+        for seq in seqs:
+            if seq > state.top:
+                self._advance(drone_id, state, seq)
+                state.top_time_ms = time_ms
+                continue
+            offset = state.top - seq
+            bit = 1 << offset
+            if offset < self._bits and not state.seen & bit:
+                state.seen |= bit
+                if seq >= state.first:
+                    self._count(drone_id, state, -1, 0, 0)
 
     def _bound(self, state: DroneSeqState, time_ms: int | None, received_ms: int | None) -> float:
         if self.max_jump is None:
@@ -124,7 +157,7 @@ class SeqTracker:
         if state is None:
             return
         offset = state.top - seq
-        if 0 <= offset < self.window and state.seen & (1 << offset):
+        if 0 <= offset < self._bits and state.seen & (1 << offset):
             state.seen &= ~(1 << offset)
             if seq >= state.first:
                 self._count(drone_id, state, 1, 0, 0)
@@ -155,7 +188,7 @@ class SeqTracker:
 
     def recount(self) -> tuple[int, int, int]:
         """totals() recomputed from every window (slow; for tests)."""
-        return (sum(self._holes(s, 0, self.window) for s in self._drones.values()),
+        return (sum(self._holes(s, 0, self._bits) for s in self._drones.values()),
                 sum(s.lost for s in self._drones.values()),
                 sum(s.gap_events for s in self._drones.values()))
 
@@ -189,17 +222,17 @@ class SeqTracker:
             self._count(old_id, old, -old.missing, -old.lost, -old.gap_events)
 
     def _advance(self, drone_id: str, state: DroneSeqState, seq: int) -> None:
-        shift = seq - state.top
-        if shift < self.window:
-            slid_out = self._holes(state, self.window - shift, self.window)
+        shift, bits = seq - state.top, self._bits
+        if shift < bits:
+            slid_out = self._holes(state, bits - shift, bits)
             state.seen = ((state.seen << shift) | 1) & self._mask
             missing = shift - 1 - slid_out  # the skipped seqs are new holes
             lost = slid_out
         else:
             # The whole window slides out, and so do skipped seqs that never entered the new one.
-            lost = state.missing + (shift - self.window)
+            lost = state.missing + (shift - bits)
             state.seen = 1
-            missing = min(self.window, seq - state.first + 1) - 1 - state.missing
+            missing = min(bits, seq - state.first + 1) - 1 - state.missing
         state.top = seq
         self._count(drone_id, state, missing, lost, 1 if shift > 1 else 0)
 

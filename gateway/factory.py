@@ -7,10 +7,13 @@ Raises: OSError from `build` when `metrics.address` cannot be bound (see `Gatewa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import GatewayConfig, KafkaConfig
 from .evidence.store import open_store
 from .kafka_admin import AdminProbe, TopicCreator
 from .mqtt_source import PahoSource
+from .seed import Seeded, TailReader
 from .service import Gateway
 from .sink import Sink
 from .systemd import Notifier
@@ -22,7 +25,18 @@ def build(config: GatewayConfig, *, retire: bool = False,
     return Gateway(config, source=make_source(config, retire=retire),
                    sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
                    notifier=notifier, retire=retire,
-                   evidence_store=open_store(config.evidence.store))
+                   evidence_store=open_store(config.evidence.store),
+                   seeder=make_seeder(config))
+
+
+def make_seeder(config: GatewayConfig) -> Callable[[], Seeded] | None:
+    """The dedupe seed's read of the telemetry and violations topics' tail (None when off)."""
+    limits, topics = config.limits, config.kafka.topics
+    if limits.seed_max_records == 0:
+        return None
+    return TailReader(config.kafka, (topics.telemetry, topics.violations),
+                      config.mqtt.effective_client_id(), limits.seed_max_records,
+                      limits.seed_horizon_s, limits.seed_timeout_s).read
 
 
 def make_source(config: GatewayConfig, *, retire: bool = False) -> PahoSource:

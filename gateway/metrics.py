@@ -53,6 +53,9 @@ class GatewayMetrics:
                               registry=r)
         self.duplicates = Counter(p + "duplicates_dropped",
                                   "Redeliveries acknowledged without producing", registry=r)
+        self.seeded = Counter(p + "dedupe_seeded", "Message ids read back from Kafka's tail "
+                              "into the dedupe window (at start and after a lost MQTT "
+                              "connection)", registry=r)
         self.window_misses = Counter(
             p + "dedupe_window_misses",
             "Messages older than the dedupe window (produced; may be duplicates)", registry=r)

@@ -131,10 +131,16 @@ class PahoSource:
 
     def _run(self) -> None:
         backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
+        prepare = True  # at start, and after an accepted connection ended
         while not self._stop.is_set():
             try:
+                if prepare:
+                    assert self._intake is not None
+                    self._intake.prepare()
+                    prepare = False
                 if self._connect() and self._serve():
                     backoff.reset()
+                    prepare = True
             except Exception:  # a paho or socket surprise: drop this connection, not the thread
                 log.exception("mqtt loop failed; reconnecting")
                 self._drop_connection()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ from .metrics import MAX_DRONE_SERIES, GatewayMetrics, MetricsServer, SeqCollect
 from .records import OutRecord, Receipt, dead_letter_record
 from .retrying import Callback, RetryingProducer
 from .router import Routed, RouteSettings, route, seq_jump
+from .seed import Seeded, SeedError
 from .signatures import verifier_for
 from .sink import Sink
 from .source import Delivery, Source, SourceCounts
@@ -82,7 +84,8 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, source: Source, sink: Sink,
                  notifier: Notifier | None = None, retire: bool = False,
-                 evidence_store: EvidenceStore | None = None) -> None:
+                 evidence_store: EvidenceStore | None = None,
+                 seeder: Callable[[], Seeded] | None = None) -> None:
         self.config = config
         self._retire = retire
         self.gateway_id = config.mqtt.effective_client_id()
@@ -93,6 +96,8 @@ class Gateway:
         self._pending: dict[str, _Pending] = {}
         self._tracker = SeqTracker(config.limits.dedupe_window, config.limits.max_drones,
                                    config.limits.max_seq_jump, config.limits.max_seq_rate)
+        self._seeder = seeder  # reads Kafka's tail into the tracker (`prepare`); None: no seed
+        self._seeded = False
         self._in_flight = 0  # messages held: received, not yet done (see `room`)
         self._in_flight_max = 0
         self._max_in_flight = config.limits.max_in_flight
@@ -302,6 +307,34 @@ class Gateway:
             counter.inc(n)
 
     # -- the Intake, on the source's thread ----------------------------------------------------
+
+    def prepare(self) -> None:
+        """Before each MQTT connection: seed the dedupe window from Kafka's tail (gateway.seed),
+        so a redelivery of what Kafka already has is acknowledged, not produced again. The first
+        time it is retried until it succeeds (nothing is taken before: a gateway that cannot
+        read Kafka could not write it either); after a lost connection, one attempt."""
+        if self._seeder is None:
+            return
+        delay = 1.0
+        while not (self._draining or self._stop_requested):
+            try:
+                seeded = self._seeder()
+            except SeedError as exc:
+                log.warning("dedupe seed failed: %s", exc, extra={"first": not self._seeded})
+                if self._seeded:
+                    return
+                self._stopped.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            with self._lock:
+                for drone_id, seqs in seeded.seqs.items():
+                    self._tracker.seed(drone_id, seqs, seeded.newest_ms.get(drone_id))
+                self._count(self.metrics.seeded, seeded.ids)
+            self._seeded = True
+            log.info("dedupe seeded from kafka", extra={
+                "records": seeded.records, "ids": seeded.ids, "drones": len(seeded.seqs),
+                "partitions": seeded.partitions, "seconds": round(seeded.seconds, 3)})
+            return
 
     def room(self) -> int:
         """How many more messages the gateway may take (read by the source)."""

@@ -48,6 +48,11 @@ class Intake(Protocol):
     def room(self) -> int:
         """How many more messages may be taken now; at 0 the source stops reading."""
 
+    def prepare(self) -> None:
+        """Called on the source's thread before connecting, at start and after a connection
+        that had been accepted was lost; blocks until the intake may take that session's
+        redeliveries (the gateway seeds its dedupe window from Kafka: gateway.seed)."""
+
 
 class Source(Protocol):
     """MQTT intake: `start(intake)`, `ack(delivery)` after Kafka has it, `stop()`."""

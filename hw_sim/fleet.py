@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import os
 import re
 import threading
 import time
@@ -79,6 +80,7 @@ class Drone:
     agent: Any = None
     accepted: list[protocol.Violation] = field(default_factory=list)
     autopilot: Any = None  # a hw_sim.autopilot.SimAutopilot when the fleet flies on MAVLink
+    ledger: Any = None  # the open ledger file (ledger_dir), closed by Fleet.stop
 
 
 class Fleet:
@@ -99,6 +101,9 @@ class Fleet:
             (`hw_sim.autopilot`) that its agent reads over MAVLink 2 (the `mavlink` sources).
         keys_dir: sign each drone's violations with <keys_dir>/<drone_id>/0.key (made by
             `presacop keys gen`, or common.signing.generate_key); None: unsigned.
+        ledger_dir: append "<kind> <seq>" of every message an agent accepts (violations and
+            telemetry) to <ledger_dir>/<drone_id>.ledger, fsync'ed after the outbox committed
+            it, so the record survives a kill -9 of this process (`presacop chaos`).
 
     Raises:
         ValueError: bad counts or options (at construction, before anything starts).
@@ -113,7 +118,8 @@ class Fleet:
                  agent: Mapping[str, Any] | None = None,
                  link_faults: LinkFaults | None = None,
                  id_prefix: str = "sim", first_index: int = 1, autopilot: bool = False,
-                 keys_dir: str | Path | None = None) -> None:
+                 keys_dir: str | Path | None = None,
+                 ledger_dir: str | Path | None = None) -> None:
         if not isinstance(n_drones, int) or not 1 <= n_drones <= 1000:
             raise ValueError(f"Fleet n_drones must be 1..1000, got {n_drones!r}")
         if not 0 <= first_index <= 9999 - n_drones + 1:
@@ -134,6 +140,7 @@ class Fleet:
         self.autopilot = autopilot
         # <keys_dir>/<drone_id>/0.key signs each drone's violations (`presacop keys gen` layout)
         self.keys_dir = Path(keys_dir) if keys_dir is not None else None
+        self.ledger_dir = Path(ledger_dir) if ledger_dir is not None else None
         self.drone_ids = [f"{id_prefix}-{i:04d}" for i in range(first_index,
                                                                 first_index + n_drones)]
         if not _DRONE_ID_RE.fullmatch(self.drone_ids[-1]):
@@ -198,6 +205,8 @@ class Fleet:
             d.proxy.stop()
             if d.autopilot is not None:
                 d.autopilot.stop()
+            if d.ledger is not None:
+                d.ledger.close()
 
     def __enter__(self) -> Fleet:
         return self.start()
@@ -349,6 +358,11 @@ class Fleet:
         before the camera delivers its first frame."""
         outbox = drone.agent.outbox
         put = outbox.put
+        ledger = None
+        if self.ledger_dir is not None:
+            self.ledger_dir.mkdir(parents=True, exist_ok=True)
+            ledger = drone.ledger = open(  # noqa: SIM115 (open while the agent runs)
+                self.ledger_dir / f"{drone.drone_id}.ledger", "ab", buffering=0)
 
         def recording_put(kind: str, build: Callable[[int], bytes], **kwargs: Any) -> Any:
             payloads: list[bytes] = []
@@ -358,6 +372,9 @@ class Fleet:
                 return payloads[-1]
 
             seq = put(kind, keep, **kwargs)
+            if seq is not None and ledger is not None:
+                ledger.write(f"{kind[0]} {seq}\n".encode())  # unbuffered: one write per line
+                os.fsync(ledger.fileno())
             if kind == "violation" and seq is not None and payloads:
                 violation = protocol.decode(
                     payloads[-1], protocol.topic(drone.drone_id, protocol.Kind.VIOLATION))

@@ -48,12 +48,40 @@ def test_window_drops_redeliveries_and_counts_gaps():
     assert t.missing("d") == 1
     assert t.observe("d", 11) is Verdict.DUPLICATE
     assert t.observe("d", 9) is Verdict.NEW  # below the first seen: not a hole, not a dup
-    assert t.observe("d", 30) is Verdict.NEW  # 12 and 14..22 leave the window unfilled
+    assert t.observe("d", 30) is Verdict.NEW  # 12 and 14..21 leave the window unfilled
     state = t.state("d")
     assert state is not None
-    assert state.lost == 1 + 9 and state.gap_events == 2
+    assert state.lost == 1 + 8 and state.gap_events == 2
     assert t.observe("d", 13) is Verdict.UNKNOWN  # older than the window: produced again
-    assert t.totals() == (t.missing("d"), 10, 2)
+    assert t.totals() == (t.missing("d"), 9, 2)
+
+
+def test_a_seq_exactly_window_behind_is_inside_more_than_that_is_outside():
+    """docs/gateway.md: only a seq *more than* `dedupe_window` behind the newest is outside."""
+    t = SeqTracker(window=8)
+    assert t.observe("d", 2) is Verdict.NEW
+    assert t.observe("d", 10) is Verdict.NEW
+    assert t.observe("d", 2) is Verdict.DUPLICATE  # exactly 8 behind: still remembered
+    assert t.observe("d", 11) is Verdict.NEW
+    assert t.observe("d", 2) is Verdict.UNKNOWN  # 9 behind: outside
+    big = SeqTracker(window=4096)
+    big.observe("d", 0)
+    big.observe("d", 4096)
+    assert big.observe("d", 0) is Verdict.DUPLICATE
+
+
+def test_seeded_seqs_are_duplicates_and_start_no_holes():
+    t = SeqTracker(window=8)
+    t.seed("d", [3, 5, 6], time_ms=1000)
+    assert [t.observe("d", s) for s in (5, 6, 3)] == [Verdict.DUPLICATE] * 3
+    assert t.observe("d", 4) is Verdict.NEW  # a hole of the tail, not counted as missing
+    assert t.totals() == (0, 0, 0)
+    assert t.observe("d", 9) is Verdict.NEW  # 7, 8 skipped after the seeded top: live holes
+    assert t.missing("d") == 2
+    t.seed("d", [7, 10, 12])  # a later seed (after a lost connection): fills and advances
+    assert t.missing("d") == 2  # 8 still missing, 11 new
+    assert t.observe("d", 12) is Verdict.DUPLICATE and t.observe("d", 11) is Verdict.NEW
+    assert t.totals() == t.recount()
 
 
 def test_drones_beyond_the_limit_are_forgotten_least_recent_first():
@@ -76,13 +104,13 @@ def test_window_agrees_with_a_plain_set_model(seqs, window):
     top: int | None = None
     for s in seqs:
         verdict = t.observe("d", s)
-        if top is not None and top - s >= window:
+        if top is not None and top - s > window:
             assert verdict is Verdict.UNKNOWN
             continue
         assert verdict is (Verdict.DUPLICATE if s in seen else Verdict.NEW)
         seen.add(s)
         top = s if top is None else max(top, s)
-        window_seqs = range(max(top - window + 1, seqs[0]), top + 1)
+        window_seqs = range(max(top - window, seqs[0]), top + 1)
         assert t.missing("d") == len(set(window_seqs) - seen)
 
 
