@@ -3,7 +3,9 @@
 The queue of uploads is durable (``uploads.sqlite3`` in the data directory: WAL, synchronous
 FULL), so an upload survives link cuts, broker and gateway restarts and an agent kill -9. The
 uploader runs inside the publisher's thread, on its MQTT connection (`fill`, `on_publish`,
-`on_receipt` are called there), one upload at a time, oldest first:
+`on_receipt` are called there), sending one upload at a time, oldest first (while up to
+`MAX_AWAITING` fully sent ones await their receipt, so the gateway's verify-and-store round trip
+does not idle the link):
 
     announce   publish the manifest (size, SHA-256, chunk size, violation seq)
     receipt    the gateway answers with what it holds durably: RECEIVING(next_index)
@@ -50,6 +52,9 @@ CONTENT_TYPE = "image/jpeg"
 BUSY_MIN_S = 1.0
 BUSY_MAX_S = 30.0
 REFUSED_PAUSE_S = 300.0  # the broker refused a chunk (ACL): try again after this long
+# Uploads fully sent and awaiting their receipt while the next one is sent: the gateway's
+# verify-store-record round trip overlaps the next image's bytes instead of idling the link.
+MAX_AWAITING = 8
 Policy = Literal["all", "unqualified", "none"]
 
 _SCHEMA = """
@@ -80,7 +85,7 @@ class _Current:
     def __init__(self, manifest: EvidenceManifest, path: Path, sent_upto: int) -> None:
         self.ident, self.path, self.sent_upto = manifest.evidence_id, path, sent_upto
         self.manifest = manifest
-        self.phase = "announce"  # announce | wait | send | confirm | paused
+        self.phase = "announce"  # announce | wait | send | confirm
         self.deadline = 0.0
         self.next_index = 0
 
@@ -103,6 +108,8 @@ class Uploader:
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> chunk bytes
         self._current: _Current | None = None
+        self._awaiting: dict[str, _Current] = {}  # fully sent, receipt not yet here
+        self._ahead: _Current | None = None  # the next upload, announced before its turn
         self._busy_streak = 0
         self._paused_until = 0.0
         self._tokens = 0.0
@@ -190,16 +197,22 @@ class Uploader:
         (chunks in flight on the old connection may be lost)."""
         client.subscribe(self.receipt_topic, qos=1)
         self._inflight.clear()
-        if self._current is not None and self._current.phase != "paused":
-            self._current.phase = "announce"
+        for pending in (self._current, self._ahead):
+            if pending is not None:
+                pending.phase = "announce"
+        for waiting in self._awaiting.values():
+            waiting.deadline = 0.0  # ask again once the current one is sent
 
     def fill(self, client: Any, events_idle: bool) -> bool:
         """Publish what the upload may send now. True if something is in flight."""
         now = time.monotonic()
-        cur = self._current or self._next_upload()
-        if cur is None or now < self._paused_until:
+        if now < self._paused_until:
             return bool(self._inflight)
-        if cur.phase in ("wait", "confirm", "paused") and now >= cur.deadline:
+        self._retry_unanswered(now)
+        cur = self._current or self._promote()
+        if cur is None:
+            return bool(self._inflight)
+        if cur.phase == "wait" and now >= cur.deadline:
             cur.phase = "announce"  # no receipt came: ask again where the gateway stands
         if cur.phase == "announce":
             self._announce(client, cur, now)
@@ -229,34 +242,59 @@ class Uploader:
             return
         if not isinstance(receipt, EvidenceReceipt) or receipt.drone_id != self.drone_id:
             return
-        cur = self._current
+        ident = receipt.evidence_id
+        cur = next((c for c in (self._current, self._ahead) if c is not None and c.ident == ident),
+                   self._awaiting.get(ident))
         if receipt.state is ReceiptState.STORED:
             self._finish(receipt.evidence_id, "confirmed", None)
         elif receipt.state is ReceiptState.REJECTED:
             log.error("uploader: evidence %s rejected by the back office (%s); file kept",
                       receipt.evidence_id, receipt.reason)
             self._finish(receipt.evidence_id, "rejected", receipt.reason)
-        elif cur is None or cur.ident != receipt.evidence_id:
+        elif cur is None:
             return  # an old answer about an upload no longer in progress
-        elif receipt.state is ReceiptState.BUSY:
+        elif receipt.state is ReceiptState.BUSY:  # no upload until the pause is over
             self._busy_streak += 1
             self._count("upload_busy")
-            cur.phase = "paused"
-            cur.deadline = time.monotonic() + min(BUSY_MAX_S,
-                                                  BUSY_MIN_S * 2 ** (self._busy_streak - 1))
-        elif cur.phase in ("wait", "confirm"):  # RECEIVING: resume where the gateway stands
+            self._paused_until = time.monotonic() + min(
+                BUSY_MAX_S, BUSY_MIN_S * 2 ** (self._busy_streak - 1))
+            cur.phase, cur.deadline = "announce", 0.0
+        elif ident in self._awaiting:
+            cur.deadline = 0.0  # the gateway lacks chunks of a sent upload: ask again, resend
+        elif cur.phase == "wait":  # RECEIVING: resume where the gateway stands
             self._busy_streak = 0
             cur.next_index = min(receipt.next_index, cur.manifest.chunks)
             cur.phase = "send"
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _retry_unanswered(self, now: float) -> None:
+        """A sent upload whose receipt is overdue becomes the current one again: its manifest
+        asks where the gateway stands."""
+        if self._current is not None:
+            return
+        for ident, waiting in self._awaiting.items():
+            if now >= waiting.deadline:
+                del self._awaiting[ident]
+                waiting.phase, self._current = "announce", waiting
+                return
+
+    def _promote(self) -> _Current | None:
+        """The upload announced ahead, else the oldest queued one, becomes the current one."""
+        self._current, self._ahead = self._ahead or self._next_upload(), None
+        return self._current
+
     def _next_upload(self) -> _Current | None:
+        """The oldest queued upload not in progress (None at MAX_AWAITING)."""
+        if len(self._awaiting) >= MAX_AWAITING:
+            return None
+        busy = {*self._awaiting, *(c.ident for c in (self._current, self._ahead) if c)}
         with self._lock:
-            row = self._db.execute(
+            rows = self._db.execute(
                 "SELECT evidence_id, violation_seq, sha256, size, chunk_size, sent_upto "
-                "FROM uploads WHERE state='queued' ORDER BY created_ms, evidence_id LIMIT 1"
-            ).fetchone()
+                "FROM uploads WHERE state='queued' ORDER BY created_ms, evidence_id LIMIT ?",
+                (len(busy) + 1,)).fetchall()
+        row = next((r for r in rows if r[0] not in busy), None)
         if row is None:
             return None
         path = self._file_for(row[0])
@@ -268,8 +306,7 @@ class Uploader:
         ident, seq, sha, size, chunk_size, sent_upto = row
         manifest = EvidenceManifest(self.drone_id, ident, sha, size, chunk_size, CONTENT_TYPE,
                                     seq)
-        self._current = _Current(manifest, path, sent_upto)
-        return self._current
+        return _Current(manifest, path, sent_upto)
 
     def _announce(self, client: Any, cur: _Current, now: float) -> None:
         info = client.publish(self._topic, protocol.encode_evidence(cur.manifest), qos=1)
@@ -302,8 +339,15 @@ class Uploader:
                             (cur.sent_upto, cur.ident))
         with self._lock:
             self._save_counters()  # resent bytes are counted across an agent kill -9 too
-        if cur.next_index >= m.chunks:
+        if self._ahead is None and m.chunks - cur.next_index <= self.window:
+            # Ask about the next upload now: its receipt comes back while these chunks go out.
+            self._ahead = self._next_upload()
+            if self._ahead is not None:
+                self._announce(client, self._ahead, now)
+        if cur.next_index >= m.chunks:  # all sent: the next upload may start meanwhile
             cur.phase, cur.deadline = "confirm", now + self.confirm_timeout_s
+            self._awaiting[cur.ident] = cur
+            self._current = None
 
     def _take_budget(self, now: float) -> bool:
         """Token bucket of `budget_bps` bytes/s, one second deep; 0 = no budget."""
@@ -326,8 +370,11 @@ class Uploader:
             elif state == "rejected":
                 self.counters["uploads_rejected"] += 1
             self._save_counters()
+        self._awaiting.pop(ident, None)
         if self._current is not None and self._current.ident == ident:
             self._current = None
+        if self._ahead is not None and self._ahead.ident == ident:
+            self._ahead = None
         if state == "confirmed":
             with contextlib.suppress(FileNotFoundError):
                 self._delete(ident)
