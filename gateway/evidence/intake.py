@@ -25,7 +25,8 @@ refuses new uploads for `busy_retry_s`; the drone asks again later with its mani
 queued at most `max_queued` deep (the service stops reading MQTT at the limit), so memory holds
 at most that many chunks whatever the number of uploads in progress.
 
-Raises: nothing from the thread (errors are logged and the frame stays unacknowledged).
+Raises: nothing from the thread (an unexpected error is logged and the frame dropped: the drone's
+next manifest finds out what is staged).
 """
 
 from __future__ import annotations
@@ -131,9 +132,12 @@ class EvidenceIntake:
             self.counts["frames"] += 1
             try:
                 self._handle(frame)
-            except Exception:  # a bug or an I/O error: keep the frame unacknowledged, go on
-                log.exception("evidence frame not handled; it stays unacknowledged",
-                              extra={"topic": frame.topic})
+            except Exception:  # a bug or an I/O error: drop the frame, the drone asks again
+                log.exception("evidence frame not handled; dropped (the drone's next manifest "
+                              "finds out what is staged)", extra={"topic": frame.topic})
+                # Acknowledged all the same: evidence frames share the gateway's MQTT session
+                # with events, and frames left unacknowledged would fill its in-flight window.
+                frame.ack()
 
     def _handle(self, frame: Frame) -> None:
         try:
@@ -156,18 +160,24 @@ class EvidenceIntake:
             self._reject(frame, m.drone_id, m.evidence_id, MANIFEST_CHANGED,
                          "a different manifest for an upload in progress")
             return
-        if staged is None:
-            if self._busy():
-                self._receipt(m.drone_id, m.evidence_id, ReceiptState.BUSY, reason="busy")
-                frame.ack()
-                return
-            self.staging.begin(m.drone_id, m.evidence_id, frame.payload)
+        if staged is None and (self._busy() or not self._begin(m, frame.payload)):
+            self._receipt(m.drone_id, m.evidence_id, ReceiptState.BUSY, reason="busy")
+            frame.ack()
+            return
         have = self.staging.next_missing(m.drone_id, m.evidence_id, m.chunks)
         if have == m.chunks:  # everything staged before (e.g. the store was down): finish now
             self._finalize(frame, m)
             return
         self._receipt(m.drone_id, m.evidence_id, ReceiptState.RECEIVING, have)
         frame.ack()
+
+    def _begin(self, m: EvidenceManifest, payload: bytes) -> bool:
+        try:
+            self.staging.begin(m.drone_id, m.evidence_id, payload)
+        except OSError as exc:
+            log.error("cannot stage a manifest: %s", exc, extra={"drone_id": m.drone_id})
+            return False
+        return True
 
     def _on_chunk(self, frame: Frame, c: EvidenceChunk) -> None:
         if self.staging.outcome(c.drone_id, c.evidence_id) is not None:

@@ -56,7 +56,7 @@ class Staging:
         """The staged manifest payload, or None when no upload is in progress."""
         try:
             return (self.upload_dir(drone_id, evidence_id) / "manifest").read_bytes()
-        except FileNotFoundError:
+        except OSError:  # absent, or staging unusable (then staging it fails and says why)
             return None
 
     def begin(self, drone_id: str, evidence_id: str, payload: bytes) -> None:
@@ -69,7 +69,7 @@ class Staging:
         """The recorded outcome of a finished upload, or None."""
         try:
             return json.loads(self._done_path(drone_id, evidence_id).read_bytes())  # type: ignore[no-any-return]
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return None
 
     def finish(self, drone_id: str, evidence_id: str, outcome: dict[str, str]) -> None:
@@ -98,7 +98,7 @@ class Staging:
     def staged(self, drone_id: str, evidence_id: str) -> set[int]:
         folder = self.upload_dir(drone_id, evidence_id)
         found: set[int] = set()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             for entry in os.scandir(folder):
                 stem, dot, ext = entry.name.partition(".")
                 if dot and ext == "part" and stem.isdigit():

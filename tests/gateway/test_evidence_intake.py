@@ -214,3 +214,15 @@ def test_new_upload_while_the_store_is_down_is_told_busy(env: Any) -> None:
     feed(intake, rec, manifest_of(second))
     assert rec.receipts[-1].state is ReceiptState.BUSY
     assert intake.staging.manifest(DRONE, manifest_of(second).evidence_id) is None
+
+
+def test_unusable_staging_answers_busy_and_acknowledges(tmp_path: Path) -> None:
+    rec = Recorder()
+    blocker = tmp_path / "staging"
+    blocker.write_text("a file where the staging directory should be")
+    intake = EvidenceIntake(EvidenceConfig(staging_dir=str(blocker)), DirStore(tmp_path / "s"),
+                            gateway_id="gw-test", evidence_topic="presacop.evidence",
+                            deadletter_topic="presacop.deadletter", submit=rec.submit,
+                            publish=rec.publish)
+    feed(intake, rec, manifest_of(image()), 1)
+    assert rec.receipts[-1].state is ReceiptState.BUSY and rec.acked == [1]
