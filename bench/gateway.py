@@ -537,7 +537,8 @@ class Bench:
             raise ValueError("--profile profiles one gateway process")
         tag = self.tag()
         topics = TopicsConfig(telemetry=f"{tag}.telemetry", violations=f"{tag}.violations",
-                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
+                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter",
+                              evidence=f"{tag}.evidence")
         labels = ["gateway"] if processes == 1 else [f"gateway{i}" for i in range(1, processes + 1)]
         client_ids = [f"{tag}-{label}" for label in labels]
         plan = self.plan(tag, messages=messages, rate=rate)
@@ -614,7 +615,8 @@ class Bench:
             "kafka": {"bootstrap_servers": self.bootstrap, "partitions": PARTITIONS,
                       "backend": backend,
                       "topics": {"telemetry": topics.telemetry, "violations": topics.violations,
-                                 "alerts": topics.alerts, "deadletter": topics.deadletter}},
+                                 "alerts": topics.alerts, "deadletter": topics.deadletter,
+                                 "evidence": topics.evidence}},
             "metrics": {"address": f"127.0.0.1:{metrics_port}"},
             "log": {"format": "json", "level": "INFO"},
         }, source="the bench's gateway config")
@@ -809,7 +811,8 @@ class Bench:
         tag = self.tag()
         plan = self.plan(tag)
         topics = TopicsConfig(telemetry=f"{tag}.telemetry", violations=f"{tag}.violations",
-                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter")
+                              alerts=f"{tag}.alerts", deadletter=f"{tag}.deadletter",
+                              evidence=f"{tag}.evidence")
         self.create_topics(list(topics.all()))
         c = self.child(f"{tag}-kafka-python", python_cmd(
             "_kafka_produce.py", self.bootstrap, json.dumps(dataclasses.asdict(plan)),
