@@ -56,7 +56,8 @@ class StatsConfig:
                                 "checkpoints: keep them, or the archive is written twice.")
     trigger_s: float = field(2.0, doc="Micro-batch interval of `stats run` (continuous mode).",
                              check=_positive)
-    shuffle_partitions: int = field(4, doc="spark.sql.shuffle.partitions (small data: few).",
+    shuffle_partitions: int = field(2, doc="spark.sql.shuffle.partitions: about the cores "
+                                    "(local[2]: 2; a cluster: 2-3x its executor cores).",
                                     check=_positive)
 
 

@@ -41,6 +41,10 @@ def session(cfg: BackofficeConfig, master: str | None = None, app: str = "presac
         .config("spark.sql.shuffle.partitions", str(cfg.stats.shuffle_partitions))
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        # Latency: a batch commits a changelog, not a RocksDB snapshot; and no extra batch runs
+        # just because the watermark moved (dedupe state is evicted by the next data batch).
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.driver.memory", os.environ.get("PRESACOP_SPARK_DRIVER_MEMORY", "1g"))
     )
     spark = builder.getOrCreate()
