@@ -54,6 +54,10 @@ CHUNK_OUT_OF_RANGE = "evidence_chunk_out_of_range"
 UNKNOWN = "evidence_unknown"
 HASH_MISMATCH = "evidence_hash_mismatch"
 
+# A finished upload whose record is on its way to Kafka (marked `storing`) is not finished again
+# for this long: a re-sent manifest or another gateway of the group would write a second record.
+STORING_GRACE_S = 120.0
+
 Submit = Callable[[OutRecord, Callable[[object | None], None]], None]
 
 
@@ -217,6 +221,10 @@ class EvidenceIntake:
             if self._answer_finished(m.drone_id, m.evidence_id):  # another gateway finished it
                 frame.ack()
                 return
+            age = self.staging.storing_age(m.drone_id, m.evidence_id)
+            if age is not None and age < STORING_GRACE_S:
+                frame.ack()  # its record is on its way (here or at another gateway): STORED follows
+                return
             path, digest, size = self.staging.assemble(m)
             if digest != m.sha256 or size != m.size:
                 path.unlink(missing_ok=True)
@@ -235,6 +243,7 @@ class EvidenceIntake:
                 self._receipt(m.drone_id, m.evidence_id, ReceiptState.BUSY, reason="store_down")
                 frame.ack()  # the chunk is staged; completion is retried on the next manifest
                 return
+            self.staging.mark_storing(m.drone_id, m.evidence_id)
         record = evidence_record(m, uri, _now_ms(), self.gateway_id, self._topics[0])
         self._submit(record, lambda error: self._stored(frame, m, uri, error))
 

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,18 @@ class Staging:
         (self.root / drone_id).mkdir(parents=True, exist_ok=True)
         _write_durably(self._done_path(drone_id, evidence_id), json.dumps(outcome).encode())
         self.discard(drone_id, evidence_id)
+
+    def mark_storing(self, drone_id: str, evidence_id: str) -> None:
+        """The object is in the store and its record on its way to Kafka (see `storing_age`)."""
+        _write_durably(self.upload_dir(drone_id, evidence_id) / "storing", b"")
+
+    def storing_age(self, drone_id: str, evidence_id: str) -> float | None:
+        """Seconds since `mark_storing`, or None."""
+        try:
+            marker = self.upload_dir(drone_id, evidence_id) / "storing"
+            return time.time() - marker.stat().st_mtime
+        except OSError:
+            return None
 
     def discard(self, drone_id: str, evidence_id: str) -> None:
         folder = self.upload_dir(drone_id, evidence_id)

@@ -226,3 +226,19 @@ def test_unusable_staging_answers_busy_and_acknowledges(tmp_path: Path) -> None:
                             publish=rec.publish)
     feed(intake, rec, manifest_of(image()), 1)
     assert rec.receipts[-1].state is ReceiptState.BUSY and rec.acked == [1]
+
+
+def test_a_manifest_resent_while_the_record_is_on_its_way_writes_no_second_record(
+        env: Any) -> None:
+    intake, rec, store = env
+    held: list[Any] = []
+    intake._submit = lambda record, done: held.append((record, done))  # Kafka is slow
+    data = image()
+    m = manifest_of(data)
+    feed(intake, rec, m)
+    for c in chunks(m, data):
+        feed(intake, rec, c)
+    feed(intake, rec, m, 99)  # the drone's confirm timeout: it asks again
+    assert [r.kind for r, _ in held] == ["evidence"] and 99 in rec.acked
+    held[0][1](None)  # Kafka acknowledges the one record
+    assert rec.receipts[-1].state is ReceiptState.STORED and store.exists(m.sha256)

@@ -1,9 +1,10 @@
 """Evidence upload end to end on the real parts: agent process -> link proxy -> Mosquitto ->
 gateway process -> staging -> store (directory, or S3 through a real s3proxy) -> Kafka.
 
-- a link cut, a gateway kill -9 and an agent kill -9, each while an upload is half staged: every
-  image arrives once, verifies by SHA-256, is confirmed and deleted on the drone, and the bytes
-  sent twice stay a few chunks (no restart from zero);
+- two gateways in one share group (shared staging); a link cut, a kill -9 of one gateway and an
+  agent kill -9, each while an upload is half staged: every image arrives once, verifies by
+  SHA-256, is confirmed and deleted on the drone, and the bytes sent twice stay a few chunks (no
+  restart from zero);
 - a bit flip between the drone's manifest and its chunks: a dead letter, nothing stored, the drone
   keeps the file;
 - the S3 store down: the gateway answers BUSY, events keep flowing, nothing on the drone is
@@ -39,9 +40,9 @@ CHUNK = 1024
 
 def agent_config(tmp_path: Path, drone: str, port: int, **evidence: Any) -> Path:
     """The agent tests' simulated drone (tests/agent/agent_helpers.py), its camera stopping after
-    40 frames, uploading in chunks of CHUNK bytes."""
+    30 frames, uploading in chunks of CHUNK bytes."""
     cfg = config_dict(tmp_path / "drone", port, drone_id=drone, telemetry={"period_s": 0.5},
-                      camera={"options": {"seed": 11, "fail_after": 40}},
+                      camera={"options": {"seed": 11, "fail_after": 30}},
                       evidence={"chunk_size": CHUNK, **evidence})
     path = tmp_path / "agent.toml"
     path.write_text(dump_toml(cfg))
@@ -86,15 +87,20 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*AGENT, str(config)], stdout=out, stderr=subprocess.STDOUT)
 
 
-def test_link_cut_gateway_kill_and_agent_kill_mid_upload(tmp_path: Path, stack: Stack,
+def test_link_cut_gateway_kill_and_agent_kill_mid_upload_two_gateways(tmp_path: Path, stack: Stack,
                                                          gateway_factory: Any) -> None:
     drone, prefix = unique("ev-"), unique("ev")
     topics = {**topic_names(prefix), "evidence": f"{prefix}.evidence"}
-    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone,
-                         extra=evidence_section(tmp_path)).start()
+    # Two gateways in one share group, sharing the staging directory and the store: the chunks
+    # of one upload reach both, and one finishes what the other began.
+    group = unique("grp-")
+    gw, other = (gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone,
+                                 share_group=group, extra=evidence_section(tmp_path)).start()
+                 for _ in range(2))
     gw.wait_ready()
+    other.wait_ready()
     link = LinkProxy(stack.mqtt_host, stack.mqtt_port, name="ev-link").start()
-    config = agent_config(tmp_path, drone, link.port, upload_budget_bps=20_000)
+    config = agent_config(tmp_path, drone, link.port, upload_budget_bps=40_000)
     staging = tmp_path / "staging"
     agent = start_agent(config, tmp_path / "agent-1.log")
     try:
