@@ -128,6 +128,7 @@ class MavlinkLink:
         self._requests: list[tuple[int, float]] = []  # (message id, interval us) to ask for
         self._request_sent_at = float("-inf")
         self._request_tries = 0
+        self._awaiting_ack = False
         self._connected = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._transport: Transport | None = open_transport(connection, baud)  # fail fast
@@ -331,7 +332,7 @@ class MavlinkLink:
         wanted = [(m, self.rates["position_hz"]) for m in POSITION_MSGS]
         wanted += [(m, self.rates["status_hz"]) for m in STATUS_MSGS]
         self._requests = [(m, 1e6 / hz) for m, hz in wanted]
-        self._request_tries = 0
+        self._request_tries, self._awaiting_ack = 0, False
         self._request_sent_at = float("-inf")
 
     def _send_rate_request(self, now: float) -> None:
@@ -346,16 +347,22 @@ class MavlinkLink:
                 return
         msg_id, interval_us = self._requests[0]
         self._request_sent_at, self._request_tries = now, self._request_tries + 1
+        self._awaiting_ack = True
         self._count("mavlink_rate_requests")
         self._send(self._mav.command_long_encode(
             self._target[0], self._target[1], mav.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
             msg_id, interval_us, 0, 0, 0, 0, 0))
 
     def _on_rate_ack(self, result: int) -> None:
-        if not self._requests:
+        # A COMMAND_ACK does not say which message it is for: one request is outstanding at a
+        # time, and after a retried one the next waits ACK_WAIT_S, so that the answers to the
+        # earlier tries arrive (and are ignored) before it goes out.
+        if not self._requests or not self._awaiting_ack:
             return
         self._requests.pop(0)
-        self._request_tries, self._request_sent_at = 0, float("-inf")
+        retried, self._awaiting_ack = self._request_tries > 1, False
+        self._request_tries = 0
+        self._request_sent_at = self._clock() if retried else float("-inf")
         if result == mav.MAV_RESULT_ACCEPTED:
             self._count("mavlink_rate_acks")
             return

@@ -1,8 +1,9 @@
 """Write an NMEA 0183 log of a drone flying a route, for gpsd's `gpsfake` to replay.
 
-Each epoch is a GGA (position, altitude MSL, fix quality), a GSA (2D/3D fix mode) and an RMC
-(date, speed over ground, track), as a u-blox receiver sends them; `fix_loss` epochs report no
-fix (GGA quality 0, GSA mode 1, RMC status V), as under a bridge. Coordinates carry six decimals
+Each epoch is an RMC (date, speed over ground, track), a GGA (position, altitude MSL, fix
+quality) and a GSA (2D/3D fix mode), in the order a u-blox receiver sends them (gpsd then reports
+one TPV per epoch, with the track); `fix_loss` epochs report no fix (RMC status V, GGA quality 0,
+GSA mode 1), as under a bridge. Coordinates carry six decimals
 of arc minutes (about 2 mm), finer than the wire protocol's 1e-7 degree, so what gpsd reports
 quantizes back to the route's position.
 
@@ -62,21 +63,21 @@ def sentences(epoch: Epoch) -> Iterator[str]:
     fix = epoch.fix
     lat, lon = _coordinate(fix.lat, 2, "NS"), _coordinate(fix.lon, 3, "EW")
     if epoch.has_fix:
-        geoid = GEOID_SEPARATION_M
-        yield _sentence(f"GPGGA,{hms},{lat},{lon},1,12,0.8,{fix.alt_m:.1f},M,{geoid},M,,")
-        yield _sentence("GPGSA,A,3,02,05,07,09,13,15,18,20,24,27,29,30,1.4,0.8,1.1")
         knots = fix.speed_mps * KNOTS_PER_MPS
         yield _sentence(f"GPRMC,{hms},A,{lat},{lon},{knots:.3f},{fix.heading_deg:.2f},"
                         f"{stamp:%d%m%y},,,A")
+        geoid = GEOID_SEPARATION_M
+        yield _sentence(f"GPGGA,{hms},{lat},{lon},1,12,0.8,{fix.alt_m:.1f},M,{geoid},M,,")
+        yield _sentence("GPGSA,A,3,02,05,07,09,13,15,18,20,24,27,29,30,1.4,0.8,1.1")
     else:
+        yield _sentence(f"GPRMC,{hms},V,,,,,,,{stamp:%d%m%y},,,N")
         yield _sentence(f"GPGGA,{hms},,,,,0,00,99.99,,,,,,")
         yield _sentence("GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99")
-        yield _sentence(f"GPRMC,{hms},V,,,,,,,{stamp:%d%m%y},,,N")
 
 
 def write_log(path: str | Path, items: Sequence[Epoch]) -> Path:
     """Write `items` as an NMEA log gpsfake can replay (CRLF line ends, a comment header)."""
-    lines = ["# presacop hw_sim NMEA log (GGA, GSA, RMC per epoch)"]
+    lines = ["# presacop hw_sim NMEA log (RMC, GGA, GSA per epoch)"]
     for epoch in items:
         lines.extend(sentences(epoch))
     out = Path(path)

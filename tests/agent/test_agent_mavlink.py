@@ -78,7 +78,7 @@ def test_agent_flies_on_the_autopilots_position_battery_and_time(
     try:
         agent.start()
         # The rate requests went out and were answered, one COMMAND_ACK each.
-        wait_until(lambda: agent.stats()["mavlink_rate_acks"] == 5, 10, "5 accepted rate requests")
+        wait_until(lambda: agent.stats()["mavlink_rate_acks"] >= 5, 10, "5 accepted rate requests")
         assert ("interval", (mav.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000.0)) \
             in autopilot.requests
         assert autopilot.intervals["GLOBAL_POSITION_INT"] == pytest.approx(0.2)
@@ -198,7 +198,7 @@ def test_udpin_replies_reach_the_autopilot_and_power_shares_the_link() -> None:
         power = MavlinkPower(connection)
         try:
             assert power.link is position.link  # one port, one reader
-            wait_until(lambda: position.stats()["mavlink_rate_acks"] == 5, 10,
+            wait_until(lambda: position.stats()["mavlink_rate_acks"] >= 5, 10,
                        "rate requests answered through udpin")
             reading = wait_until(lambda: power.read().battery_pct > 0 and power.read(), 10,
                                  "a battery reading", ignoring=(ConnectionError,))
@@ -336,7 +336,7 @@ def test_tcp_link_reopens_after_the_peer_drops_it() -> None:
                     (f := position.fix()) is not None and round(f.lat * 1e7) == lat and f),
                     10, f"a fix at {lat} over TCP")
                 assert peer.recv(4096)[:1] == b"\xfd"  # our HEARTBEAT, MAVLink 2
-        stats = position.stats()
+                stats = position.stats()  # before this connection closes too
         assert stats["mavlink_port_errors"] == 1 and stats["mavlink_reconnects"] == 1
     finally:
         position.close()
