@@ -11,7 +11,8 @@
 
 Every import counts: top-level, inside functions, `importlib.import_module("x")` and
 `__import__("x")` with a literal name. Plug-ins named as strings in config
-("hw_sim.camera:SimCamera") are not imports. Also: no file of a package is over 500 lines, and each
+("hw_sim.camera:SimCamera") are not imports. Also: Kafka clients are built only in common/kafka.py
+(with the configured security settings), no file of a package is over 500 lines, and each
 `module.function` hop docs/architecture.md names exists. Each rule is shown to fire on a bad
 sample (the `test_*_rejects_*` tests), so a checker that sees nothing cannot pass.
 """
@@ -64,6 +65,13 @@ BANNED: dict[str, dict[str, str]] = {
 COMMON_THIRD_PARTY: dict[str, frozenset[str]] = {"*": frozenset({"tomli"}),
                                                  "common/kafka.py": KAFKA,
                                                  "common/signing.py": frozenset({"cryptography"})}
+
+# Kafka client classes (kafka-python; confluent-kafka): built only in common/kafka.py.
+KAFKA_CLIENTS = frozenset({"KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "Producer",
+                           "Consumer", "AdminClient", "SerializingProducer",
+                           "DeserializingConsumer"})
+KAFKA_BUILDER = "common/kafka.py"
+PRODUCT = ("protocol", "common", "drone_agent", "gateway", "hw_sim", "backoffice", "presacop")
 
 MAX_LINES = 500
 LINE_LIMITED = ("protocol", "common", "drone_agent", "gateway", "hw_sim", "presacop", "backoffice")
@@ -123,6 +131,41 @@ def layering_errors(package: str, relpath: str, source: str) -> list[str]:
     return errors
 
 
+def kafka_clients_built(relpath: str, source: str) -> list[str]:
+    """Kafka clients constructed in `source` outside common/kafka.py: calls of a client class
+    imported from kafka/confluent_kafka, or reached as an attribute of those modules (or of the
+    module common.kafka.import_kafka() returns: any `x.KafkaProducer(...)`)."""
+    if relpath == KAFKA_BUILDER:
+        return []
+    tree = ast.parse(source, filename=relpath)
+    imported: dict[str, str] = {}  # local name -> client class, from `from kafka import X as Y`
+    modules: set[str] = set()  # local names bound to the client libraries
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module \
+                and node.module.split(".")[0] in KAFKA:
+            imported.update({a.asname or a.name: a.name for a in node.names
+                             if a.name in KAFKA_CLIENTS})
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names
+                           if a.name.split(".")[0] in KAFKA)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = None
+        if isinstance(f, ast.Name) and f.id in imported:
+            name = imported[f.id]
+        elif isinstance(f, ast.Attribute) and f.attr in KAFKA_CLIENTS and (
+                f.attr.startswith("Kafka") or (isinstance(f.value, ast.Name)
+                                               and f.value.id in modules)):
+            name = f.attr
+        if name:
+            found.append(f"{relpath}:{node.lineno} builds a {name}: Kafka clients are built in "
+                         f"{KAFKA_BUILDER} (security settings)")
+    return found
+
+
 def too_long(relpath: str, text: str, limit: int = MAX_LINES) -> str | None:
     lines = len(text.splitlines())
     return f"{relpath}: {lines} lines (limit {limit})" if lines > limit else None
@@ -175,6 +218,12 @@ def test_package_imports_respect_the_layering(package: str) -> None:
         return  # nothing to check yet; its rule above applies as soon as it exists
     assert files, f"no sources found for {package}"
     errors = [e for path in files for e in layering_errors(package, rel(path), path.read_text())]
+    assert not errors, "\n".join(errors)
+
+
+def test_kafka_clients_are_built_only_in_common_kafka() -> None:
+    errors = [e for package in PRODUCT for path in sources(package)
+              for e in kafka_clients_built(rel(path), path.read_text())]
     assert not errors, "\n".join(errors)
 
 
@@ -263,6 +312,25 @@ def test_layering_rejects_a_bad_import(package: str, relpath: str, source: str,
 ])
 def test_layering_accepts_what_the_rules_allow(package: str, relpath: str, source: str) -> None:
     assert layering_errors(package, relpath, source) == []
+
+
+@pytest.mark.parametrize("source", [
+    "from kafka import KafkaProducer\np = KafkaProducer(bootstrap_servers='x')",
+    "import kafka\ndef f():\n    return kafka.KafkaConsumer('t')",
+    "from confluent_kafka import Producer as P\np = P({})",
+    "import confluent_kafka as ck\na = ck.AdminClient({})",
+    "k = import_kafka()\nadmin = k.KafkaAdminClient()",
+])
+def test_the_kafka_client_rule_rejects_a_client_built_elsewhere(source: str) -> None:
+    errors = kafka_clients_built("gateway/x.py", source)
+    assert len(errors) == 1 and "Kafka clients are built in common/kafka.py" in errors[0], errors
+    assert kafka_clients_built(KAFKA_BUILDER, source) == []
+
+
+def test_the_kafka_client_rule_lets_other_calls_be() -> None:
+    source = ("from kafka.errors import KafkaError\nfrom common import kafka\n"
+              "p = kafka.producer(settings)\nc = Consumer()\nraise KafkaError('x')")
+    assert kafka_clients_built("gateway/x.py", source) == []
 
 
 def test_the_line_limit_rejects_a_long_file() -> None:
