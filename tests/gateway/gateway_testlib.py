@@ -344,8 +344,11 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         gw.stop()
     for gw in made:
         # The gateway's persistent session would otherwise stay subscribed on the shared broker
-        # and queue every later test's messages.
-        end_session("127.0.0.1", gw.mqtt_port, gw.client_id)
+        # and queue every later test's messages. A gateway on a TLS or password listener is on a
+        # test's private broker (the shared one has neither), which goes with its test.
+        settings = tomllib.loads(gw.config_path.read_text())["mqtt"]
+        if not settings.get("tls", {}).get("enabled") and "username" not in settings:
+            end_session("127.0.0.1", gw.mqtt_port, gw.client_id)
 
 
 def end_session(host: str, port: int, client_id: str) -> None:

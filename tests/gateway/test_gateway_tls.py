@@ -47,7 +47,7 @@ def test_gateway_over_tls_with_a_password_delivers_a_burst(
                          mqtt_extra="\n".join([
                              'username = "presacop-gateway"',
                              f'subscription = "presacop/v1/drones/{drone}/+"',
-                             "[mqtt.tls]",  # last: the lines after a table header belong to it
+                             "[tls]",  # [mqtt.tls]; last: the lines after a header belong to it
                              "enabled = true",
                              f'ca_file = "{certs / "ca.pem"}"',
                          ]),
