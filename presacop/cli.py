@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "review": ("backoffice.review.cli", "the officer console: serve it, manage its accounts"),
     "demo": ("presacop.demo.cli",
              "run the whole pipeline on this machine and check nothing is lost"),
+    "chaos": ("presacop.chaos.cli", "fault run: kill brokers, gateway, agents; check Kafka"),
     "history": ("backoffice.history.cli", "NYPD history: sample CSV, or ingest one into Kafka"),
     "stats": ("backoffice.stats.cli", "archive + statistics on Spark, and their report"),
     "keys": ("presacop.keys", "generate a drone's Ed25519 signing key pair"),

@@ -1,0 +1,78 @@
+"""One chaos drone in its own process, so the run can kill -9 it: `python -m
+presacop.chaos.child --index I --prefix P --mqtt HOST:PORT --root DIR --seed K --keys DIR`.
+
+A one-drone `hw_sim.fleet.Fleet` (a real agent on simulated hardware) with a ledger: each message
+the agent accepts is appended to <root>/ledger/<drone>.ledger and fsync'ed (`Fleet(ledger_dir)`),
+so what it accepted is known even after its kill -9. Reusing --root resumes the drone's outbox.
+Prints one JSON line of the agent's counters per second on stdout. SIGUSR1 pauses the camera (no
+new violations, uploads can finish); SIGTERM stops it: the agent drains and says goodbye.
+Exit 0 after a stop, 2 when the fleet cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+AGENT = {"mqtt": {"session_expiry_s": 600}}
+CAMERA = {"width": 640, "height": 360, "fps": 2.0, "violation_rate": 0.3}
+UNQUALIFIED_RATE = 0.05  # some alerts every run
+REPORTED = ("connected", "acked", "published", "violations", "telemetry", "outbox_depth",
+            "uploads_pending", "telemetry_dropped", "refused", "reconnects")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hw_sim import SimError
+    from hw_sim.fleet import Fleet
+
+    p = argparse.ArgumentParser(prog="presacop.chaos.child")
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--mqtt", required=True)
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keys", type=Path, required=True)
+    args = p.parse_args(argv)
+    host, _, port = args.mqtt.rpartition(":")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop, pause = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: pause.set())
+    fleet = Fleet(1, host, int(port), args.root / "drones", seed=args.seed, camera=CAMERA,
+                  recognizer={"unqualified_rate": UNQUALIFIED_RATE}, agent=AGENT,
+                  id_prefix=args.prefix, first_index=args.index, keys_dir=args.keys,
+                  ledger_dir=args.root / "ledger")
+    try:
+        fleet.start()
+    except SimError as exc:
+        print(f"chaos drone {args.index}: {exc}", file=sys.stderr)
+        return 2
+    paused = False
+    while not stop.wait(1.0):
+        if pause.is_set() and not paused:
+            paused = True
+            for drone in fleet.drones.values():
+                drone.camera.pause()
+        _report(fleet)
+    fleet.stop(timeout=20.0)
+    with contextlib.suppress(Exception):  # the parent reads the outbox itself after the exit
+        _report(fleet, final=True)
+    return 0
+
+
+def _report(fleet: object, final: bool = False) -> None:
+    (row,) = fleet.stats()["drones"].values()  # type: ignore[attr-defined]
+    out = {k: int(row.get(k, 0)) for k in REPORTED}
+    out["final"] = final
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
