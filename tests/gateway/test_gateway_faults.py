@@ -87,6 +87,7 @@ max_in_flight = {RECEIVE_MAXIMUM}
     acked_during = metric(gw.metrics(), "presacop_gateway_messages_acked_total")
     kafka.start()
     thread.join(180)
+    assert not thread.is_alive(), "the publisher did not finish"
     pub.flush()
 
     ids = read_ids(kafka.bootstrap, topics["telemetry"], sent, timeout=240)
