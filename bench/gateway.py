@@ -79,15 +79,17 @@ from _common import (
     python_cmd,
     table,
 )
-from _traffic import Plan, publish
+from _traffic import Messages, Plan, publish
 
-RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "gateway", "gateway-confluent",
-        "gateway-x2", "half", "gateway-pycrc")
+RUNS = ("mqtt", "mqtt-c", "kafka", "kafka-java", "naive", "mq-bridge", "gateway",
+        "gateway-confluent", "gateway-x2", "half", "gateway-pycrc")
+MQ_BRIDGE = "mq-bridge 1.2.0"  # row name; the bench extra pins that version (pyproject.toml)
 CONFLUENT = " (confluent)"  # row-name suffix: the gateway with kafka.backend = "confluent"
 SCALE_OUT = 2  # gateway processes in one share group for the "gateway-x2" run
 PARTITIONS = 6  # the gateway's default for the topics it creates; every run uses the same
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
-TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0}
+TARGETS = {"vs_naive": 2.0, "vs_limit": 0.6, "p99_half_ms": 50.0, "vs_mq_bridge": 1.0,
+           "cpu_us_per_msg": 40.0}
 WARM_UP = 300  # messages through each bridge before its measured run
 
 
@@ -250,6 +252,7 @@ class Bench:
         self._prefix = "b" + secrets.token_hex(2)
         self._offsets: Any = None
         self.classpath: str | None = None
+        self.first_publish_ms = 0.0  # the current bridge run's first publish (time.time() ms)
 
     # -- set-up and tear-down --------------------------------------------------------------------
 
@@ -441,6 +444,7 @@ class Bench:
             if note:
                 row.notes.append(note)
             expected, first, sent = pubs.acked_ids(), pubs.first, pubs.sent_ms()
+            self.first_publish_ms = first * 1000  # for `read`s that date a record (mq-bridge)
         finally:
             pubs.close()
         if len(rss) > 1:
@@ -671,6 +675,51 @@ class Bench:
         name = "naive bridge" + (f" @ {rate:,.0f}/s" if rate else "")
         row, _, _ = self.bridge_run(name, tag, self.plan(tag, messages=messages, rate=rate),
                                     launch, [topic], [topic], [client_id], read)
+        return row
+
+    # -- 2b. mq-bridge (issue 16) ---------------------------------------------------------------
+
+    def mq_bridge(self, rate: float = 0.0, messages: int | None = None) -> Row:
+        """mq-bridge 1.2.0 (Rust + librdkafka) on the same traffic, ack after the Kafka write,
+        acks=all, idempotence (bench/mq_bridge_run.py). It writes the raw payload under its own
+        random key and no header of ours, so a record's message id is recovered from the
+        payload: the drone from its position (each bench drone has its own, a Plan template)
+        and the seq from the header; a payload stamped before the run's first publish is the
+        warm-up's (whose drones reuse publisher 0's positions)."""
+        import protocol
+
+        tag = self.tag()
+        topic, client_id = f"{tag}.mqb", f"{tag}-mqb"
+        plan = self.plan(tag, messages=messages, rate=rate)
+        drones: dict[tuple[float, float], str] = {}
+        for p in range(plan.publishers):
+            templates = Messages(plan, p)
+            for d in range(plan.per_publisher):
+                pos = templates.build(d, 0)[1].position
+                drones[(pos.lat, pos.lon)] = plan.drone(p, d)
+
+        def launch() -> list[tuple[Child, int]]:
+            c = self.child(f"{tag}-mqb", python_cmd(
+                "mq_bridge_run.py", self.mqtt_host, str(self.mqtt_port), self.bootstrap, topic,
+                client_id))
+            c.expect("ready", 120)
+            return [(c, c.pid)]
+
+        def read(rec: Any) -> str | None:
+            for kind in ("telemetry", "violation"):
+                with contextlib.suppress(protocol.ProtocolError):
+                    msg = protocol.decode(rec.value, f"presacop/v1/drones/mqb/{kind}")
+                    break
+            else:
+                return None  # the route's readiness probes
+            h, pos = msg.header, msg.position
+            if h.time_ms < self.first_publish_ms - 80:  # time_ms is floored to 40 ms
+                return f"{tag}w"  # the warm-up's: left out of the accounting
+            drone = drones.get((pos.lat, pos.lon))
+            return f"{drone}:{h.seq}" if drone else f"{tag}?"
+
+        name = MQ_BRIDGE + (f" @ {rate:,.0f}/s" if rate else "")
+        row, _, _ = self.bridge_run(name, tag, plan, launch, [topic], [topic], [client_id], read)
         return row
 
     # -- 3. the MQTT limit ---------------------------------------------------------------------
@@ -914,6 +963,13 @@ class Bench:
         step("kafka", self.kafka_python)
         step("kafka-java", self.kafka_java)
         step("naive", self.naive)
+        if "mq-bridge" in only:
+            if has_mq_bridge():
+                step("mq-bridge", self.mq_bridge)
+            else:
+                log("mq-bridge row skipped: mq_bridge or lz4 is not installed "
+                    "(pip install -e '.[bench]' installs mq-bridge==1.2.0)")
+                extra["mq_bridge"] = {"skipped": "mq_bridge or lz4 is not installed"}
         gateway_rate = None
         if "gateway" in only:
             row, extra["gateway"] = self.gateway()
@@ -995,6 +1051,13 @@ def has_confluent() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("confluent_kafka") is not None
+
+
+def has_mq_bridge() -> bool:
+    """True if the mq-bridge comparison row can run (the `bench` extra: mq-bridge==1.2.0)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("mq_bridge", "lz4"))
 
 
 def has_crc32c() -> bool:
@@ -1103,6 +1166,16 @@ def _targets(rows: list[Row], suffix: str) -> list[dict[str, Any]]:
         ratio = gw.rate / naive.rate
         out.append({"target": "gateway >= 2x naive bridge (msgs/s)" + suffix,
                     "value": f"{ratio:.2f}x", "met": ratio >= TARGETS["vs_naive"]})
+    mqb = by.get(MQ_BRIDGE)
+    if gw and gw.rate and mqb and mqb.rate:
+        ratio = gw.rate / mqb.rate
+        out.append({"target": "gateway >= 1.0x mq-bridge (msgs/s)" + suffix,
+                    "value": f"{ratio:.2f}x", "met": ratio >= TARGETS["vs_mq_bridge"]})
+    if gw and gw.cpu_us_per_msg:
+        value = f"{gw.cpu_us_per_msg:.0f} us/msg" + "".join(
+            f"; {r.name} {r.cpu_us_per_msg:.0f}" for r in (mqb, naive) if r and r.cpu_us_per_msg)
+        out.append({"target": "gateway CPU <= 40 us/msg" + suffix, "value": value,
+                    "met": gw.cpu_us_per_msg <= TARGETS["cpu_us_per_msg"]})
     if gw and gw.rate and mqtt and kafka:
         lesser = min(mqtt, kafka)
         which = "MQTT" if mqtt <= kafka else "Kafka"
@@ -1157,7 +1230,10 @@ def render(result: dict[str, Any]) -> str:
         if "alerts" in extra:
             out.append(f"{key}: alerts {extra['alerts']} for {extra['unqualified_published']} "
                        f"unqualified violations published, dead letters {extra['deadletter']}")
-    out += ["", "targets (issue 7):"]
+    if "skipped" in result["extra"].get("mq_bridge", {}):
+        out.append(f"mq-bridge: row skipped, {result['extra']['mq_bridge']['skipped']} "
+                   "(pip install -e '.[bench]')")
+    out += ["", "targets (issues 7 and 16):"]
     for t in result["targets"]:
         out.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
     if result.get("scale_out"):

@@ -68,6 +68,13 @@ def test_gateway_bench_runs_every_path_and_the_gateway_loses_nothing(stack: Stac
     assert out["extra"]["gateway_x2"]["alerts"] == \
         out["extra"]["gateway_x2"]["unqualified_published"]
     assert out["scale_out"]["processes"] == 2 and out["scale_out"]["ratio"] > 0
+    # mq-bridge (the `bench` extra, not dev): its row when installed, else only that row skipped.
+    if "mq_bridge" in out["extra"]:
+        assert out["extra"]["mq_bridge"]["skipped"] and "mq-bridge 1.2.0" not in rows
+    else:
+        mqb = rows["mq-bridge 1.2.0"]
+        assert (mqb["found"], mqb["lost"], mqb["duplicates"]) == (400, 0, 0)
+        assert "gateway >= 1.0x mq-bridge (msgs/s)" in {t["target"] for t in out["targets"]}
     assert {t["target"] for t in out["targets"]} >= {
         "gateway >= 2x naive bridge (msgs/s)", "p99 latency < 50 ms at half the max rate"}
     # The figures say where they came from: this machine's cores, this Python.
