@@ -269,6 +269,12 @@ class LimitsConfig:
         "again (docs/gateway.md, Duplicates); 0 turns the seed off.",
         check=_between(0, 10_000_000),
     )
+    seed_follow: bool = field(
+        False,
+        doc="Dedupe seed: keep reading the topics after it, so what the other gateways of the "
+        "share group write is in this one's window within ~0.2 s: turn on when more than one "
+        "gateway shares the group (a drone re-sending a message whose PUBACK it lost may reach "
+        "another member; docs/gateway.md, Duplicates). Costs reading every record once more.")
     seed_horizon_s: float = field(
         3600.0, doc="Dedupe seed: only records written in the last this many seconds.",
         check=_between(1, 10**7))

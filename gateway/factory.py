@@ -13,7 +13,7 @@ from .config import GatewayConfig, KafkaConfig
 from .evidence.store import open_store
 from .kafka_admin import AdminProbe, TopicCreator
 from .mqtt_source import PahoSource
-from .seed import Seeded, TailReader
+from .seed import Seeded, TailFollower, TailReader
 from .service import Gateway
 from .sink import Sink
 from .systemd import Notifier
@@ -26,7 +26,7 @@ def build(config: GatewayConfig, *, retire: bool = False,
                    sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
                    notifier=notifier, retire=retire,
                    evidence_store=open_store(config.evidence.store),
-                   seeder=make_seeder(config))
+                   seeder=make_seeder(config), follower=make_follower(config))
 
 
 def make_seeder(config: GatewayConfig) -> Callable[[], Seeded] | None:
@@ -54,3 +54,12 @@ def make_sink(cfg: KafkaConfig, client_id: str) -> Sink:
     from .kafka_python import KafkaPythonSink
 
     return KafkaPythonSink(cfg, client_id, topics, probe)
+
+
+def make_follower(config: GatewayConfig) -> TailFollower | None:
+    """The seed's follower (limits.seed_follow, for several gateways in one share group)."""
+    limits, topics = config.limits, config.kafka.topics
+    if not (limits.seed_follow and limits.seed_max_records):
+        return None
+    return TailFollower(config.kafka, (topics.telemetry, topics.violations),
+                        config.mqtt.effective_client_id())

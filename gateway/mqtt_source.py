@@ -131,7 +131,7 @@ class PahoSource:
 
     def _run(self) -> None:
         backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
-        prepare = True  # at start, and after an accepted connection ended
+        prepare = True  # at start, and after an accepted connection was lost
         while not self._stop.is_set():
             try:
                 if prepare:
@@ -140,7 +140,9 @@ class PahoSource:
                     prepare = False
                 if self._connect() and self._serve():
                     backoff.reset()
-                    prepare = True
+                    # Not after our own reconnect to fetch deferred messages: nothing changed
+                    # but what the broker redelivers to us, which our window already covers.
+                    prepare = not self._leaving
             except Exception:  # a paho or socket surprise: drop this connection, not the thread
                 log.exception("mqtt loop failed; reconnecting")
                 self._drop_connection()

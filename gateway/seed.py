@@ -14,14 +14,22 @@ types telemetry, status, violation, without a `revision` header: officer correct
 message id with revision >= 1, and the uniqueness key is (message_id, revision)). Bounded:
 at most `max_records` per partition held as (drone, seq) pairs, at most `timeout_s`.
 
-Raises: SeedError (a GatewayError, retriable): Kafka unreachable, no metadata for a topic, or the
-end offsets not reached within `timeout_s`.
+With several gateways in one share group (`limits.seed_follow`), `TailFollower` keeps reading
+from where the seed stopped: what the other members write reaches this gateway's window within
+about a poll, so a drone's re-send of one of their messages (its PUBACK lost to a link cut) that
+the broker deals to this gateway is a duplicate too. Its thread logs errors and rebuilds its
+consumer; it never stops the gateway.
+
+Raises: SeedError (a GatewayError, retriable) from `TailReader.read`: Kafka unreachable, no
+metadata for a topic, or the end offsets not reached within `timeout_s`.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +39,7 @@ from .config import KafkaConfig
 from .errors import GatewayError
 from .kafka_python import client_options
 
+log = logging.getLogger("gateway.seed")
 GATEWAY_RECORD_TYPES = frozenset({b"telemetry", b"status", b"violation"})
 _POLL_MS = 200
 
@@ -51,6 +60,7 @@ class Seeded:
     ids: int = 0  # gateway message ids among them
     partitions: int = 0
     seconds: float = 0.0
+    end: dict[tuple[str, int], int] = field(default_factory=dict)  # where the read stopped
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ class TailReader:
             for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
                 _take(seeded, (r for r in records if r.offset < end[tp]))
             todo = {tp for tp in todo if consumer.position(tp) < end[tp]}
+        seeded.end = {(tp.topic, tp.partition): end[tp] for tp in tps}
         return seeded
 
     def _starts(self, consumer: Any, tps: list[Any], end: dict[Any, int]) -> dict[Any, int]:
@@ -140,3 +151,68 @@ def _take(seeded: Seeded, records: Iterable[Any]) -> None:
         seeded.seqs.setdefault(drone, []).append(seq)
         # The replay bound's time of the drone's highest seq: its latest write is close enough.
         seeded.newest_ms[drone] = max(seeded.newest_ms.get(drone, 0), r.timestamp)
+
+
+class TailFollower:
+    """Reads the topics on from the seed's end offsets on thread `gateway-seed-follow` and
+    hands each poll's ids to `apply` (see the module docstring). `start` once, `stop` joins."""
+
+    def __init__(self, cfg: KafkaConfig, topics: tuple[str, ...], client_id: str) -> None:
+        self._cfg, self._topics, self._client_id = cfg, topics, client_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._offsets: dict[tuple[str, int], int] = {}
+        self.followed = 0  # ids handed over so far
+
+    def start(self, apply: Callable[[Seeded], None], offsets: dict[tuple[str, int], int]) -> None:
+        self._offsets = dict(offsets)
+        self._thread = threading.Thread(target=self._run, args=(apply,),
+                                         name="gateway-seed-follow", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self, apply: Callable[[Seeded], None]) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            consumer = None
+            try:
+                consumer = kafka.consumer(
+                    kafka.KafkaSettings.of(self._cfg), **client_options(self._cfg),
+                    client_id=f"{self._client_id}-follow", group_id=None,
+                    enable_auto_commit=False, fetch_max_wait_ms=100)
+                self._follow(consumer, apply)
+            except Exception as exc:  # Kafka away, or a surprise: log, rebuild, go on
+                log.warning("dedupe follower: %s; rebuilding in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                if consumer is not None:
+                    kafka.close_quietly(consumer, 5)
+
+    def _follow(self, consumer: Any, apply: Callable[[Seeded], None]) -> None:
+        tp_class = kafka.import_kafka().TopicPartition
+        tps = [tp_class(t, p) for t in self._topics
+               for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        for tp in tps:
+            at = self._offsets.get((tp.topic, tp.partition))
+            if at is None:
+                consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, at)
+        while not self._stop.is_set():
+            batch = consumer.poll(timeout_ms=_POLL_MS)
+            if not batch:
+                continue
+            seeded = Seeded(partitions=len(batch))
+            for tp, records in batch.items():
+                _take(seeded, records)
+                self._offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+            for seqs in seeded.seqs.values():
+                seqs.sort()
+            apply(seeded)
+            self.followed += seeded.ids

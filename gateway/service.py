@@ -49,7 +49,7 @@ from .metrics import MAX_DRONE_SERIES, GatewayMetrics, MetricsServer, SeqCollect
 from .records import OutRecord, Receipt, dead_letter_record
 from .retrying import Callback, RetryingProducer
 from .router import Routed, RouteSettings, route, seq_jump
-from .seed import Seeded, SeedError
+from .seed import Seeded, SeedError, TailFollower
 from .signatures import verifier_for
 from .sink import Sink
 from .source import Delivery, Source, SourceCounts
@@ -85,7 +85,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, source: Source, sink: Sink,
                  notifier: Notifier | None = None, retire: bool = False,
                  evidence_store: EvidenceStore | None = None,
-                 seeder: Callable[[], Seeded] | None = None) -> None:
+                 seeder: Callable[[], Seeded] | None = None,
+                 follower: TailFollower | None = None) -> None:
         self.config = config
         self._retire = retire
         self.gateway_id = config.mqtt.effective_client_id()
@@ -98,6 +99,7 @@ class Gateway:
                                    config.limits.max_seq_jump, config.limits.max_seq_rate)
         self._seeder = seeder  # reads Kafka's tail into the tracker (`prepare`); None: no seed
         self._seeded = False
+        self._follower = follower  # reads on after the first seed (limits.seed_follow)
         self._in_flight = 0  # messages held: received, not yet done (see `room`)
         self._in_flight_max = 0
         self._max_in_flight = config.limits.max_in_flight
@@ -264,6 +266,8 @@ class Gateway:
         # and everything was drained: a message still held would otherwise be lost with it).
         self._source.stop(end_session=self._retire and drained and self._in_flight == 0)
         self._probe.stop()
+        if self._follower is not None:
+            self._follower.stop()
         self._kafka.stop()
         if self._server:
             self._server.stop()
@@ -326,10 +330,9 @@ class Gateway:
                 self._stopped.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            with self._lock:
-                for drone_id, seqs in seeded.seqs.items():
-                    self._tracker.seed(drone_id, seqs, seeded.newest_ms.get(drone_id))
-                self._count(self.metrics.seeded, seeded.ids)
+            self._apply_seed(seeded)
+            if self._follower is not None and not self._seeded:
+                self._follower.start(self._apply_seed, seeded.end)
             self._seeded = True
             log.info("dedupe seeded from kafka", extra={
                 "records": seeded.records, "ids": seeded.ids, "drones": len(seeded.seqs),
@@ -369,6 +372,13 @@ class Gateway:
                 self._in_flight_max = self._in_flight
             if submits:
                 self._kafka.submit_many(submits)
+
+    def _apply_seed(self, seeded: Seeded) -> None:
+        """Mark ids read back from Kafka (the seed, the follower's thread) as produced."""
+        with self._lock:
+            for drone_id, seqs in seeded.seqs.items():
+                self._tracker.seed(drone_id, seqs, seeded.newest_ms.get(drone_id))
+            self._count(self.metrics.seeded, seeded.ids)
 
     def _offer_evidence(self, d: Delivery, topic: str, receipt: Receipt) -> None:
         """Hand an evidence frame to its thread; it acknowledges the frame once durable."""

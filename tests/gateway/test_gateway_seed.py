@@ -133,3 +133,46 @@ def _run(seed: bool, proxy: AckHoldingProxy, stack, gateway_factory, publisher_f
         assert dropped == N - 1, "every redelivery is recognised as written"
     else:  # the control: without the seed the scenario does duplicate
         assert dups == N - 1 and dropped == 0
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["control-follow-off", "follow-on"])
+def test_a_resend_dealt_to_another_member_of_the_share_group_is_not_written_twice(
+        follow, stack, gateway_factory, publisher_factory):
+    """A drone re-sends a message whose PUBACK a link cut lost; the broker deals the copy to the
+    other gateway of the group. With `limits.seed_follow` that gateway has read the first
+    gateway's record from Kafka and drops the copy; without it (the control) it writes it again."""
+    topics = topic_names(unique("follow"))
+    drone, group = unique("follow-"), unique("followgrp-")
+    extra = f"[limits]\nseed_follow = {'true' if follow else 'false'}\n"
+    gws = [gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone,
+                           share_group=group, client_id=unique(f"gw{x}-"), extra=extra).start()
+           for x in "AB"]
+    for gw in gws:
+        gw.wait_ready()
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    msg = telemetry(drone, 0)
+    mid = pub.send(msg)
+    read_ids(stack.kafka_bootstrap, topics["telemetry"], {mid})
+    if follow:  # both followers have read the record (the writer's own is a no-op for it)
+        wait_until(lambda: all(metric(gw.metrics(), "presacop_gateway_dedupe_seeded_total")
+                               >= 1 for gw in gws), 60, "both gateways to follow the record")
+    for _ in range(2):  # round robin: the two copies go to both members
+        pub.send(msg)
+    pub.flush()
+
+    def settled() -> bool:
+        samples = [gw.metrics() for gw in gws]
+        return sum(metric(s, "presacop_gateway_messages_received_total") for s in samples) >= 3 \
+            and all(metric(s, "presacop_gateway_in_flight") == 0 for s in samples)
+
+    wait_until(settled, 60, "both gateways to take the copies")
+    copies = [r for r in read_to_end(stack.kafka_bootstrap, topics["telemetry"])
+              if r.value["message_id"] == mid]
+    dropped = sum(metric(gw.metrics(), "presacop_gateway_duplicates_dropped_total")
+                  for gw in gws)
+    print(f"follow {'on' if follow else 'off'}: {len(copies)} records of {mid}, "
+          f"{dropped:.0f} copies dropped")
+    if follow:
+        assert len(copies) == 1 and dropped == 2
+    else:
+        assert len(copies) >= 2, "the control must show the duplicate the follower prevents"
