@@ -38,6 +38,9 @@ def gateway_config(ep: Endpoints, topics: Mapping[str, str], run_id: str, metric
         # The demo creates (and deletes) its topics.
         "kafka": {"bootstrap_servers": ep.kafka, "create_topics": False, "topics": dict(topics)},
         "metrics": {"address": metrics},
+        # `presacop chaos --gateways 2` runs several in the run's group: each follows the others'
+        # records so a drone's re-send dealt to another member is a duplicate (docs/gateway.md).
+        "limits": {"seed_follow": True},
         "log": {"format": "text"},
         "security": {"require_signatures": True, "keys_dir": str(keys_dir)},
         # Evidence images in a directory store of the run (kept with the logs of a failed run).
