@@ -341,8 +341,9 @@ class Gateway:
 
     def room(self) -> int:
         """How many more messages the gateway may take (read by the source)."""
-        room = self._max_in_flight - self._in_flight
-        return room if self._evidence is None else min(room, self._evidence.room())
+        # Evidence frames do not count: a full evidence queue sheds them (BUSY), it never
+        # holds up events (EvidenceIntake.offer).
+        return self._max_in_flight - self._in_flight
 
     def deliver(self, batch: list[Delivery]) -> None:
         """Route a loop pass's deliveries, then admit them and hand their records to Kafka

@@ -55,7 +55,8 @@ class EvidenceConfig:
         4 * GiB, doc="Staged bytes at most; beyond it new uploads are told BUSY.",
         check=lambda v: None if v >= 1 << 20 else "must be >= 1 MiB")
     max_queued: int = field(
-        64, doc="Evidence frames received but not yet staged; at the limit intake pauses.",
+        64, doc="Evidence frames received but not yet staged; beyond it a frame is acknowledged "
+        "unstaged and its drone told BUSY (it resends later): events never wait for evidence.",
         check=lambda v: None if 1 <= v <= 10_000 else "must be 1..10000")
     busy_retry_s: float = field(5.0, doc="After a store failure, wait this long before trying "
                                 "the store again (new uploads are told BUSY meanwhile).",

@@ -104,7 +104,7 @@ class EvidenceIntake:
         self._busy_until = 0.0
         self._thread: threading.Thread | None = None
         self.counts = dict.fromkeys(("frames", "chunks", "chunk_bytes", "stored", "stored_bytes",
-                                     "deadletter", "busy", "duplicates", "store_failures"), 0)
+                                     "deadletter", "busy", "duplicates", "store_failures", "shed"), 0)
 
     # -- lifecycle and intake (any thread) -----------------------------------------------------
 
@@ -126,8 +126,27 @@ class EvidenceIntake:
         return self.cfg.max_queued - self._queue.qsize()
 
     def offer(self, frame: Frame) -> None:
-        """Queue a frame received on an evidence topic; its `ack` runs once it is durable."""
-        self._queue.put(frame)
+        """Queue a frame received on an evidence topic; its `ack` runs once it is durable.
+
+        With `max_queued` frames already waiting the frame is shed instead: acknowledged
+        unstaged and the drone told BUSY, so it asks again later with its manifest and resends
+        what is missing. Evidence never pauses the intake of events on the same connection."""
+        if self._queue.qsize() < self.cfg.max_queued or not self._shed(frame):
+            self._queue.put(frame)
+
+    def _shed(self, frame: Frame) -> bool:
+        """BUSY for a well-formed frame that finds the queue full (called on the MQTT thread);
+        False for one that does not decode: it queues, and its thread dead-letters it."""
+        try:
+            decoded = protocol.decode_evidence(frame.payload, frame.topic)
+        except protocol.ProtocolError:
+            return False
+        if not isinstance(decoded, (EvidenceManifest, EvidenceChunk)):
+            return False
+        self.counts["shed"] += 1
+        self._receipt(decoded.drone_id, decoded.evidence_id, ReceiptState.BUSY, reason="busy")
+        frame.ack()
+        return True
 
     # -- the thread ------------------------------------------------------------------------------
 

@@ -242,3 +242,24 @@ def test_a_manifest_resent_while_the_record_is_on_its_way_writes_no_second_recor
     assert [r.kind for r, _ in held] == ["evidence"] and 99 in rec.acked
     held[0][1](None)  # Kafka acknowledges the one record
     assert rec.receipts[-1].state is ReceiptState.STORED and store.exists(m.sha256)
+def test_a_full_queue_sheds_frames_with_busy_and_never_holds_the_intake(tmp_path: Path) -> None:
+    """Frames beyond `max_queued` (the thread not started: nothing drains) are acknowledged
+    unstaged with a BUSY receipt; a frame that does not decode still queues for its dead letter."""
+    rec = Recorder()
+    cfg = EvidenceConfig(staging_dir=str(tmp_path / "staging"), max_queued=2,
+                         store=StoreConfig(path=str(tmp_path / "store")))
+    intake = EvidenceIntake(cfg, DirStore(tmp_path / "store"), gateway_id="gw-test",
+                            evidence_topic="presacop.evidence",
+                            deadletter_topic="presacop.deadletter", submit=rec.submit,
+                            publish=rec.publish)
+    data = image()
+    m = manifest_of(data)
+    frames = [protocol.encode_evidence(f) for f in [m, *chunks(m, data)[:2]]] + [b"\xc1"]
+    for n, payload in enumerate(frames):
+        intake.offer(Frame(TOPIC, payload, Receipt(TOPIC, 1, "gw-test"),
+                           lambda n=n: rec.acked.append(n)))
+    assert rec.acked == [2]  # the third frame found two waiting: shed
+    assert [(r.state, r.evidence_id) for r in rec.receipts] == [(ReceiptState.BUSY,
+                                                                  m.evidence_id)]
+    assert intake.counts["shed"] == 1
+    assert intake._queue.qsize() == 3  # two queued + the undecodable one, for its dead letter
