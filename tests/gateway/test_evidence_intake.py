@@ -242,6 +242,8 @@ def test_a_manifest_resent_while_the_record_is_on_its_way_writes_no_second_recor
     assert [r.kind for r, _ in held] == ["evidence"] and 99 in rec.acked
     held[0][1](None)  # Kafka acknowledges the one record
     assert rec.receipts[-1].state is ReceiptState.STORED and store.exists(m.sha256)
+
+
 def test_a_full_queue_sheds_frames_with_busy_and_never_holds_the_intake(tmp_path: Path) -> None:
     """Frames beyond `max_queued` (the thread not started: nothing drains) are acknowledged
     unstaged with a BUSY receipt; a frame that does not decode still queues for its dead letter."""
