@@ -104,7 +104,8 @@ class EvidenceIntake:
         self._busy_until = 0.0
         self._thread: threading.Thread | None = None
         self.counts = dict.fromkeys(("frames", "chunks", "chunk_bytes", "stored", "stored_bytes",
-                                     "deadletter", "busy", "duplicates", "store_failures", "shed"), 0)
+                                     "deadletter", "busy", "duplicates", "store_failures",
+                                     "shed"), 0)
 
     # -- lifecycle and intake (any thread) -----------------------------------------------------
 
