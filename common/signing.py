@@ -1,4 +1,5 @@
-"""Ed25519 signatures of violations: key files, the drone's signer, the verifiers' key registry.
+"""Ed25519 signatures of violations and evidence manifests: key files, the drone's signer, the
+verifiers' key registry.
 
 The protocol defines which bytes are signed (`protocol.signing_input`); this module holds the
 keys and calls the crypto (`cryptography`, OpenSSL). One home for the three parties that need it:
@@ -95,8 +96,11 @@ def load_public(path: Path) -> Ed25519PublicKey:
     return key
 
 
+Signed = protocol.Violation | protocol.EvidenceManifest  # the payloads a drone signs
+
+
 class Signer:
-    """The drone's side: signs violations with one private key."""
+    """The drone's side: signs violations and evidence manifests with one private key."""
 
     def __init__(self, key: Ed25519PrivateKey, key_id: int) -> None:
         if not 0 <= key_id <= protocol.KEY_ID_MAX:
@@ -121,8 +125,18 @@ class Signer:
         """The signed payload of `msg`. Raises protocol.LocalProtocolError for an invalid msg."""
         placeholder = dataclasses.replace(msg, key_id=self.key_id,
                                           signature=bytes(protocol.SIGNATURE_SIZE))
-        payload = protocol.encode(placeholder)
         topic = protocol.topic(msg.header.drone_id, protocol.Kind.VIOLATION)
+        return self._signed(topic, protocol.encode(placeholder))
+
+    def encode_manifest(self, manifest: protocol.EvidenceManifest) -> bytes:
+        """The signed payload of an evidence manifest (published on its drone's evidence topic).
+        Raises protocol.LocalProtocolError for an invalid manifest."""
+        placeholder = dataclasses.replace(manifest, key_id=self.key_id,
+                                          signature=bytes(protocol.SIGNATURE_SIZE))
+        return self._signed(protocol.evidence_topic(manifest.drone_id),
+                            protocol.encode_evidence(placeholder))
+
+    def _signed(self, topic: str, payload: bytes) -> bytes:
         signature = self._key.sign(protocol.signing_input(topic, payload))
         return protocol.with_signature(topic, payload, signature)
 
@@ -176,14 +190,17 @@ class KeyRegistry:
                     self.load_errors += 1
         return keys
 
-    def check(self, topic: str, payload: bytes, msg: protocol.Violation) -> str | None:
-        """None when `msg` (decoded from `payload` on `topic`) carries a valid signature of one
-        of its drone's keys; else why not: UNSIGNED, UNKNOWN_KEY or INVALID."""
+    def check(self, topic: str, payload: bytes, msg: Signed) -> str | None:
+        """None when `msg` (a violation or manifest decoded from `payload` on `topic`) carries a
+        valid signature of one of its drone's keys; else why not: UNSIGNED, UNKNOWN_KEY or
+        INVALID."""
         if msg.key_id is None or msg.signature is None:
             return UNSIGNED
-        key = self.keys(msg.header.drone_id).get(msg.key_id)
+        drone = msg.drone_id if isinstance(msg, protocol.EvidenceManifest) else \
+            msg.header.drone_id
+        key = self.keys(drone).get(msg.key_id)
         if key is None:  # maybe added since: reread, but at most once a second per drone
-            key = self.keys(msg.header.drone_id, min(1.0, self.reload_s)).get(msg.key_id)
+            key = self.keys(drone, min(1.0, self.reload_s)).get(msg.key_id)
         if key is None:
             return UNKNOWN_KEY
         return None if verify(key, topic, payload, msg.signature) else INVALID

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
-from drone_agent.assembly import from_config, violation_encoder
+from drone_agent.assembly import from_config, manifest_encoder, violation_encoder
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import REPORTED_PREFIX, Dedupe, parse_reported, reported_key
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
@@ -78,6 +78,7 @@ class Agent:
             plugins.RECOGNIZER, config.recognizer.factory, config.recognizer.options)
         self.data_dir = Path(config.data_dir)
         self._encode_violation = violation_encoder(config)
+        self._encode_manifest = manifest_encoder(config)  # the same key signs manifests
         self.dedupe = Dedupe(config.violations.dedupe_window_s)
         self.clock = TimeSourceDetector(config.clock.sync_check, config.clock.gps_tolerance_s,
                                         reference=time_reference)
@@ -125,7 +126,8 @@ class Agent:
             self.uploader = Uploader(
                 self.data_dir / "uploads.sqlite3", cfg.drone_id, file_for=self.evidence.path,
                 delete=self.evidence.remove, policy=ev.upload, chunk_size=ev.chunk_size,
-                window=ev.upload_window, budget_bps=ev.upload_budget_bps)
+                window=ev.upload_window, budget_bps=ev.upload_budget_bps,
+                encode_manifest=self._encode_manifest)
             self.uploader.sweep()
         self.publisher = Publisher(cfg.mqtt, cfg.drone_id, self.outbox,
                                    make_status=self._status_payload,

@@ -3,7 +3,8 @@
 `drone_agent.agent` re-exports `from_config` and `violation_encoder` (their documented home).
 
 Raises: `from_config` raises `PluginError` naming the config key (parts already built are closed)
-and passes `HardwareError` through; `violation_encoder` raises `common.signing.KeyFileError`.
+and passes `HardwareError` through; `violation_encoder` and `manifest_encoder` raise
+`common.signing.KeyFileError`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import protocol
 from drone_agent import plugins
 from drone_agent.config import AgentConfig
 from drone_agent.workers import close_quietly
-from protocol import Violation
+from protocol import EvidenceManifest, Violation
 
 if TYPE_CHECKING:
     from drone_agent.agent import Agent
@@ -29,6 +30,16 @@ def violation_encoder(config: AgentConfig) -> Callable[[Violation], bytes]:
     from common.signing import Signer  # the crypto only where a key is configured
 
     return Signer.from_file(Path(config.signing.key_file)).encode
+
+
+def manifest_encoder(config: AgentConfig) -> Callable[[EvidenceManifest], bytes]:
+    """protocol.encode_evidence, or the same key's manifest signer: a signed manifest binds the
+    image's SHA-256 to the drone. Raises common.signing.KeyFileError."""
+    if not config.signing.key_file:
+        return protocol.encode_evidence
+    from common.signing import Signer
+
+    return Signer.from_file(Path(config.signing.key_file)).encode_manifest
 
 
 def from_config(config: AgentConfig) -> Agent:

@@ -198,8 +198,8 @@ class ClockConfig:
 class SigningConfig:
     key_file: str = field(
         "", doc="This drone's Ed25519 private key, `<key_id>.key` (`presacop keys gen`, mode "
-        "0600): violations are signed with it. \"\" sends them unsigned (a gateway with "
-        "security.require_signatures dead-letters those).")
+        "0600): violations and evidence manifests are signed with it. \"\" sends them unsigned "
+        "(a gateway with security.require_signatures dead-letters those).")
 
 
 def _drone_id(v: str) -> str | None:

@@ -7,7 +7,8 @@ uploader runs inside the publisher's thread, on its MQTT connection (`fill`, `on
 `MAX_AWAITING` fully sent ones await their receipt, so the gateway's verify-and-store round trip
 does not idle the link):
 
-    announce   publish the manifest (size, SHA-256, chunk size, violation seq)
+    announce   publish the manifest (size, SHA-256, chunk size, violation seq), signed with the
+               violations' key when the agent has one (`encode_manifest`)
     receipt    the gateway answers with what it holds durably: RECEIVING(next_index)
     send       chunks next_index.. : at most `window` awaiting the broker's PUBACK, within the
                byte budget, and only while no event (violation, telemetry, status) is waiting in
@@ -85,6 +86,7 @@ class _Current:
     def __init__(self, manifest: EvidenceManifest, path: Path, sent_upto: int) -> None:
         self.ident, self.path, self.sent_upto = manifest.evidence_id, path, sent_upto
         self.manifest = manifest
+        self.payload: bytes | None = None  # the encoded (signed) manifest, made once
         self.phase = "announce"  # announce | wait | send | confirm
         self.deadline = 0.0
         self.next_index = 0
@@ -97,8 +99,11 @@ class Uploader:
     def __init__(self, db_path: Path, drone_id: str, *, file_for: Callable[[str], Path],
                  delete: Callable[[str], None], policy: Policy = "all", chunk_size: int = 16384,
                  window: int = 2, budget_bps: int = 0, reply_timeout_s: float = 10.0,
-                 confirm_timeout_s: float = 30.0) -> None:
+                 confirm_timeout_s: float = 30.0,
+                 encode_manifest: Callable[[EvidenceManifest], bytes] = protocol.encode_evidence
+                 ) -> None:
         self.drone_id = drone_id
+        self._encode_manifest = encode_manifest
         self.policy = policy
         self.chunk_size, self.window, self.budget_bps = chunk_size, window, budget_bps
         self.reply_timeout_s, self.confirm_timeout_s = reply_timeout_s, confirm_timeout_s
@@ -309,7 +314,9 @@ class Uploader:
         return _Current(manifest, path, sent_upto)
 
     def _announce(self, client: Any, cur: _Current, now: float) -> None:
-        info = client.publish(self._topic, protocol.encode_evidence(cur.manifest), qos=1)
+        if cur.payload is None:
+            cur.payload = self._encode_manifest(cur.manifest)
+        info = client.publish(self._topic, cur.payload, qos=1)
         if info.rc != 0:
             return  # connection trouble: the publisher notices
         self._inflight[info.mid] = 0

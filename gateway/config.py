@@ -306,8 +306,9 @@ class LogConfig:
 class SecurityConfig:
     require_signatures: bool = field(
         False,
-        doc="Dead-letter (`bad_signature`) every violation without a valid Ed25519 signature of "
-        "one of its drone's keys. Off: unsigned violations pass, but a signature that is there "
+        doc="Dead-letter (`bad_signature`) every violation and evidence manifest without a valid "
+        "Ed25519 signature of one of its drone's keys (a manifest also gets a REJECTED receipt). "
+        "Off: unsigned ones pass, but a signature that is there "
         "must still verify (when `keys_dir` is set).",
     )
     keys_dir: str = field(

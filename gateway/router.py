@@ -34,8 +34,9 @@ BAD_SIGNATURE = "bad_signature"  # unsigned where required, unknown key, or inva
 SEQ_JUMP = "seq_jump"  # seq beyond the replay bound (gateway.dedupe); set by the service
 UNSIGNED = "unsigned"  # what a verifier returns for a message without a signature
 
-# (topic, payload, violation) -> None when its signature is good, else why not (UNSIGNED, ...)
-Verifier = Callable[[str, bytes, protocol.Violation], str | None]
+# (topic, payload, violation or evidence manifest) -> None when its signature is good, else why
+# not (UNSIGNED, ...); gateway.evidence.intake checks manifests with the same one
+Verifier = Callable[[str, bytes, protocol.Violation | protocol.EvidenceManifest], str | None]
 
 
 @dataclass(frozen=True)

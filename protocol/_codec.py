@@ -47,7 +47,6 @@ from protocol._messages import (
     Vehicle,
     Violation,
 )
-from protocol._signature import KEY_ID_MAX, SIGNATURE_SIZE
 from protocol._topics import parse_topic
 
 SCHEMA_MAJOR = 1
@@ -198,28 +197,10 @@ def _violation_body(msg: Violation, err: ErrorClass) -> list[Any]:
     if msg.vehicle is not None or msg.key_id is not None or msg.signature is not None:
         body += _vehicle_to_wire(msg.vehicle or Vehicle(), err)
     if msg.key_id is not None or msg.signature is not None:
-        body += _signature_to_wire(msg.key_id, msg.signature, err)
+        body += v.signature_fields(msg.key_id, msg.signature, err)
     while len(_HEADER_FIELDS) + len(body) > _VIOLATION_REQUIRED and body[-1] is None:
         body.pop()  # canonical form: trailing absent details are left out, not sent as nil
     return body
-
-
-def _signature_to_wire(key_id: object, signature: object, err: ErrorClass) -> list[Any]:
-    """1.1's key_id and signature: both or neither (a signed message writes the vehicle details
-    before them, as nil when unknown)."""
-    if key_id is None or signature is None:
-        missing = "$.key_id" if key_id is None else "$.signature"
-        raise err("missing_field", "key_id and signature go together", missing)
-    return [v.int_in(key_id, "$.key_id", 0, KEY_ID_MAX, err), _signature(signature, err)]
-
-
-def _signature(value: object, err: ErrorClass) -> bytes:
-    if not isinstance(value, bytes):
-        raise err("bad_type", f"expected bin 64, got {type(value).__name__}", "$.signature")
-    if len(value) != SIGNATURE_SIZE:
-        raise err("bad_type", f"expected {SIGNATURE_SIZE} bytes, got {len(value)}",
-                  "$.signature")
-    return value
 
 
 def _vehicle_to_wire(vehicle: object, err: ErrorClass) -> list[str | None]:
@@ -454,6 +435,6 @@ def _violation_from_wire(header: Header, fields: Sequence[Any]) -> Violation:
     )
     key_id, signature = [*fields[17:19], None, None][:2]
     if key_id is not None or signature is not None:
-        key_id, signature = _signature_to_wire(key_id, signature, err)
+        key_id, signature = v.signature_fields(key_id, signature, err)
     return Violation(header, position, plate, region, confidence, code, evidence, vehicle,
                      key_id, signature)

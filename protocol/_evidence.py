@@ -4,13 +4,16 @@
     gateway -> drone   presacop/v1/drones/<drone_id>/evidence/receipt    receipt
 
     manifest  [schema, 0, evidence_id bin8, sha256 bin32, size, chunk_size, content_type,
-               violation_seq]
+               violation_seq, key_id?, signature bin8(64)?]
     chunk     [schema, 1, evidence_id bin8, index, data bin]
     receipt   [schema, 2, evidence_id bin8, state, next_index, reason str|nil]
 
 These are transfer frames, not drone messages: no seq, no time, no message id. The evidence id is
 the first 8 bytes of the SHA-256 the manifest declares, as in the violation that names it.
 Chunk `index` covers bytes [index * chunk_size, min(size, (index + 1) * chunk_size)).
+A manifest may be signed by its drone like a violation (`key_id`, `signature`: both or neither;
+the signed bytes are `protocol.signing_input`): the SHA-256 it declares then binds the image to
+the drone's key, and the chunks need no signature of their own.
 Decoding follows the 1.x rules (docs/protocol.md section 14): the topic first, then the schema,
 then the form, the array length and the fields in order; only ProtocolError leaves
 `decode_evidence`.
@@ -37,6 +40,7 @@ MAX_EVIDENCE_SIZE = 16 * 1024 * 1024  # one object; a 1080p JPEG at q85 is ~220 
 # A chunk payload is its data plus at most 23 bytes of framing; the rest is room for appended
 # fields of later minors (e.g. a signature on the manifest).
 MAX_EVIDENCE_MESSAGE = MAX_CHUNK_SIZE + 256
+MANIFEST_SIGNATURE_INDEX = 9  # the signed bytes leave out this element's 64 value bytes
 CONTENT_TYPE_RE = re.compile(r"[a-z]{1,16}/[a-z0-9.+-]{1,47}")
 REASON_RE = re.compile(r"[a-z0-9_]{1,64}")
 _PREFIX = "presacop/v1/drones/"
@@ -68,6 +72,9 @@ class EvidenceManifest:
     chunk_size: int  # MIN_CHUNK_SIZE .. MAX_CHUNK_SIZE
     content_type: str  # e.g. "image/jpeg"
     violation_seq: int  # seq of the (first) violation naming this evidence
+    # 1.1: which of the drone's keys signed it and the Ed25519 signature (common.signing)
+    key_id: int | None = None
+    signature: bytes | None = None
 
     @property
     def chunks(self) -> int:
@@ -94,11 +101,11 @@ class EvidenceReceipt:
 EvidenceFrame = EvidenceManifest | EvidenceChunk | EvidenceReceipt
 _FIELDS = {
     Form.MANIFEST: ("schema", "form", "evidence_id", "sha256", "size", "chunk_size",
-                    "content_type", "violation_seq"),
+                    "content_type", "violation_seq", "key_id", "signature"),
     Form.CHUNK: ("schema", "form", "evidence_id", "index", "data"),
     Form.RECEIPT: ("schema", "form", "evidence_id", "state", "next_index", "reason"),
 }
-_OPTIONAL = {Form.MANIFEST: 0, Form.CHUNK: 0, Form.RECEIPT: 1}
+_OPTIONAL = {Form.MANIFEST: 2, Form.CHUNK: 0, Form.RECEIPT: 1}
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -185,10 +192,13 @@ def _manifest_body(m: EvidenceManifest, err: ErrorClass) -> list[Any]:
     if digest[:8].hex() != m.evidence_id:
         raise err("inconsistent", "evidence_id is not the first 8 bytes of sha256",
                   "$.evidence_id")
-    return [digest, v.int_in(m.size, "$.size", 1, MAX_EVIDENCE_SIZE, err),
+    body = [digest, v.int_in(m.size, "$.size", 1, MAX_EVIDENCE_SIZE, err),
             v.int_in(m.chunk_size, "$.chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE, err),
             v.text(m.content_type, "$.content_type", CONTENT_TYPE_RE, err),
             v.int_in(m.violation_seq, "$.violation_seq", 0, v.UINT32_MAX, err)]
+    if m.key_id is not None or m.signature is not None:
+        body += v.signature_fields(m.key_id, m.signature, err)
+    return body
 
 
 def _sha256(value: object, err: ErrorClass) -> bytes:
@@ -231,11 +241,14 @@ def decode_evidence(data: bytes | bytearray | memoryview, topic: str) -> Evidenc
         return EvidenceReceipt(drone, ident, state, next_index, reason)
     if not isinstance(fields[3], bytes) or len(fields[3]) != 32:
         raise err("bad_type", "expected bin 32 (a SHA-256)", "$.sha256")
+    key_id, signature = [*fields[8:10], None, None][:2]
+    if key_id is not None or signature is not None:
+        key_id, signature = v.signature_fields(key_id, signature, err)
     manifest = EvidenceManifest(
         drone, ident, fields[3].hex(), v.int_in(fields[4], "$.size", 1, MAX_EVIDENCE_SIZE, err),
         v.int_in(fields[5], "$.chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE, err),
         v.text(fields[6], "$.content_type", CONTENT_TYPE_RE, err),
-        v.int_in(fields[7], "$.violation_seq", 0, v.UINT32_MAX, err))
+        v.int_in(fields[7], "$.violation_seq", 0, v.UINT32_MAX, err), key_id, signature)
     if not manifest.sha256.startswith(ident):
         raise err("inconsistent", "evidence_id is not the first 8 bytes of sha256",
                   "$.evidence_id")

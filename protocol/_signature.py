@@ -1,6 +1,7 @@
 """What a message signature covers (schema 1.1), without any cryptography.
 
-A signed violation carries two appended fields: `key_id` (which of the drone's keys) and
+Two payloads are signed: violations and evidence manifests (their topics name the drone and what
+they are). Each carries two appended fields: `key_id` (which of the drone's keys) and
 `signature` (64 bytes, Ed25519, as msgpack bin 8: `c4 40` + 64 bytes). The signature covers
 
     SIGNING_CONTEXT || topic (UTF-8) || 0x00 || payload without the signature's 64 value bytes
@@ -11,7 +12,8 @@ minors append fields after the signature and keep them signed. The crypto itself
 verify) lives with the parties that hold keys (common.signing); this module only defines bytes.
 
 Raises RemoteProtocolError (code "bad_type", path "$.signature") when the payload has no
-signature field of that form where its kind puts it, or TopicError for a bad topic.
+signature field of that form where its kind puts it (evidence chunks are not signed: "$.form"),
+or TopicError for a bad topic.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ from __future__ import annotations
 import msgpack
 
 from protocol._errors import RemoteProtocolError
+from protocol._evidence import (
+    MANIFEST_SIGNATURE_INDEX,
+    Form,
+    is_evidence_topic,
+    parse_evidence_topic,
+)
 from protocol._messages import Kind
 from protocol._topics import parse_topic
+from protocol._validate import KEY_ID_MAX, SIGNATURE_SIZE
 
 SIGNING_CONTEXT = b"presacop-sig-1\x00"
-SIGNATURE_SIZE = 64  # Ed25519
-KEY_ID_MAX = 0xFFFF
 _BIN8_64 = b"\xc4\x40"
 # Payload index of the signature field, per signed kind.
 SIGNATURE_INDEX: dict[Kind, int] = {Kind.VIOLATION: 16}
@@ -32,25 +39,39 @@ SIGNATURE_INDEX: dict[Kind, int] = {Kind.VIOLATION: 16}
 
 def signing_input(topic: str, payload: bytes | bytearray | memoryview) -> bytes:
     """The bytes the signature of `payload`, received or to be sent on `topic`, covers."""
-    _, kind = parse_topic(topic)
-    if kind not in SIGNATURE_INDEX:
-        raise RemoteProtocolError("bad_type", f"{kind.value} messages are not signed",
-                                  "$.signature")
     data = bytes(payload)
-    at = signature_offset(data, SIGNATURE_INDEX[kind])
+    at = signature_offset(data, *_signed_at(topic))
     return b"".join((SIGNING_CONTEXT, topic.encode(), b"\x00", data[:at + 2],
                      data[at + 2 + SIGNATURE_SIZE:]))
 
 
-def signature_offset(data: bytes, index: int) -> int:
-    """Offset in `data` (a msgpack array) of element `index`, checked to be a bin 8 of 64 bytes."""
+def _signed_at(topic: str) -> tuple[int, int | None]:
+    """(payload index of the signature, the form element 1 must have or None) on `topic`."""
+    if is_evidence_topic(topic):
+        parse_evidence_topic(topic)  # the drone id is checked like any topic's
+        return MANIFEST_SIGNATURE_INDEX, Form.MANIFEST
+    _, kind = parse_topic(topic)
+    if kind not in SIGNATURE_INDEX:
+        raise RemoteProtocolError("bad_type", f"{kind.value} messages are not signed",
+                                  "$.signature")
+    return SIGNATURE_INDEX[kind], None
+
+
+def signature_offset(data: bytes, index: int, form: int | None = None) -> int:
+    """Offset in `data` (a msgpack array) of element `index`, checked to be a bin 8 of 64 bytes
+    (and element 1 to be `form`, unless None)."""
     unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
     try:
-        if unpacker.read_array_header() <= index:
+        length = unpacker.read_array_header()
+        for at in range(min(index, length)):
+            if at == 1 and form is not None:
+                if unpacker.unpack() != form:
+                    raise RemoteProtocolError("bad_type", "only manifests are signed", "$.form")
+            else:
+                unpacker.skip()
+        if length <= index:
             raise RemoteProtocolError("bad_type", "no signature field", "$.signature")
-        for _ in range(index):
-            unpacker.skip()
     except RemoteProtocolError:
         raise
     except Exception:  # whatever msgpack raises on bytes that decode() would have refused
@@ -64,11 +85,10 @@ def signature_offset(data: bytes, index: int) -> int:
 
 def with_signature(topic: str, payload: bytes, signature: bytes) -> bytes:
     """`payload` (encoded with any 64-byte placeholder signature) with `signature` in place."""
-    _, kind = parse_topic(topic)
-    if len(signature) != SIGNATURE_SIZE or kind not in SIGNATURE_INDEX:
-        raise RemoteProtocolError("bad_type", f"expected a {SIGNATURE_SIZE}-byte signature of a "
-                                  "signed kind", "$.signature")
-    at = signature_offset(payload, SIGNATURE_INDEX[kind]) + 2
+    if len(signature) != SIGNATURE_SIZE:
+        raise RemoteProtocolError("bad_type", f"expected a {SIGNATURE_SIZE}-byte signature",
+                                  "$.signature")
+    at = signature_offset(payload, *_signed_at(topic)) + 2
     return payload[:at] + signature + payload[at + SIGNATURE_SIZE:]
 
 

@@ -26,6 +26,8 @@ TIME_MIN_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 TIME_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z (fits the wire's uint32 seconds)
 
 UINT32_MAX = 2**32 - 1
+SIGNATURE_SIZE = 64  # Ed25519
+KEY_ID_MAX = 0xFFFF
 
 
 def show(value: object) -> str:
@@ -120,3 +122,18 @@ def evidence_bytes(value: object, path: str, err: ErrorClass) -> str:
     if len(value) != EVIDENCE_BYTES:
         raise err("bad_text", f"expected 8 bytes, got {len(value)}", path)
     return value.hex()
+
+
+def signature_fields(key_id: object, signature: object, err: ErrorClass) -> tuple[int, bytes]:
+    """1.1's signature pair (key_id, signature), as every signed kind carries it: both or
+    neither (the caller handles neither)."""
+    if key_id is None or signature is None:
+        missing = "$.key_id" if key_id is None else "$.signature"
+        raise err("missing_field", "key_id and signature go together", missing)
+    key = int_in(key_id, "$.key_id", 0, KEY_ID_MAX, err)
+    if not isinstance(signature, bytes):
+        raise err("bad_type", f"expected bin 64, got {type(signature).__name__}", "$.signature")
+    if len(signature) != SIGNATURE_SIZE:
+        raise err("bad_type", f"expected {SIGNATURE_SIZE} bytes, got {len(signature)}",
+                  "$.signature")
+    return key, signature

@@ -2,8 +2,10 @@
 
 Built by `tools/make_vectors.py` into docs/protocol-vectors.json under "evidence_vectors": each
 `{"name", "topic", "hex", "frame", "valid"}` where `frame` is the decoded frame as JSON (chunk
-data as `data_hex`), or, for an invalid vector, null with the `code` and `path` the decoder fails
-with. Valid vectors are canonical: encoding `frame` gives `hex` again.
+data as `data_hex`, a manifest's signature as hex), or, for an invalid vector, null with the `code`
+and `path` the decoder fails with. Valid vectors are canonical: encoding `frame` gives `hex` again.
+The signed manifest is signed with RFC 8032's test key 1 (tools/signature_vectors.py, whose
+"signature_vectors" also check its signing input).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 from typing import Any
 
 import msgpack
+import signature_vectors  # tools/signature_vectors.py: the RFC 8032 test key
 
 import protocol
 from protocol import EvidenceChunk, EvidenceManifest, EvidenceReceipt, ReceiptState
@@ -24,11 +27,13 @@ EID = SHA[:16]
 TOPIC = protocol.evidence_topic(DRONE)
 RECEIPTS = protocol.receipt_topic(DRONE)
 MANIFEST = EvidenceManifest(DRONE, EID, SHA, len(IMAGE), 1024, "image/jpeg", 123456)
+SIGNED = signature_vectors.signed_manifest(MANIFEST, key_id=3)[0]
 
 
 def frames() -> list[tuple[str, protocol.EvidenceFrame]]:
     return [
         ("manifest: 2,562 bytes in chunks of 1,024", MANIFEST),
+        ("the manifest signed with key 3 (1.1)", SIGNED),
         ("chunk 0 (full)", EvidenceChunk(DRONE, EID, 0, IMAGE[:1024])),
         ("chunk 2 (the last, 514 bytes)", EvidenceChunk(DRONE, EID, 2, IMAGE[2048:])),
         ("receipt RECEIVING from chunk 1", EvidenceReceipt(DRONE, EID, ReceiptState.RECEIVING, 1)),
@@ -52,7 +57,7 @@ def _with(frame: protocol.EvidenceFrame, index: int, value: Any) -> bytes:
 def invalid() -> list[tuple[str, str, bytes, str, str | None]]:
     chunk = EvidenceChunk(DRONE, EID, 0, b"\x00" * 4)
     receipt = EvidenceReceipt(DRONE, EID, ReceiptState.STORED, 3)
-    newer = [0x12, *_fields(MANIFEST)[1:], "appended in 1.2"]
+    newer = [0x12, *_fields(MANIFEST)[1:], None, None, "appended in 1.2"]
     return [
         ("schema 1.0: evidence frames start at 1.1", TOPIC, _with(MANIFEST, 0, 0x10),
          "out_of_range", "$.schema"),
@@ -73,8 +78,13 @@ def invalid() -> list[tuple[str, str, bytes, str, str | None]]:
         ("chunk data as str", TOPIC, _with(chunk, 4, "abcd"), "bad_type", "$.data"),
         ("chunk without data", TOPIC, msgpack.packb(_fields(chunk)[:4]), "missing_field",
          "$.data"),
-        ("1.1 manifest with an extra element", TOPIC, msgpack.packb([*_fields(MANIFEST), 1]),
-         "extra_field", "$[8]"),
+        ("1.1 signed manifest with an extra element", TOPIC,
+         msgpack.packb([*_fields(SIGNED), 1]), "extra_field", "$[10]"),
+        ("manifest with a key id and no signature", TOPIC,
+         msgpack.packb([*_fields(MANIFEST), 3]), "missing_field", "$.signature"),
+        ("manifest signature of 63 bytes", TOPIC, _with(SIGNED, 9, b"\x00" * 63), "bad_type",
+         "$.signature"),
+        ("manifest key id 65536", TOPIC, _with(SIGNED, 8, 65536), "out_of_range", "$.key_id"),
         ("content type str over 255 bytes", TOPIC, _with(MANIFEST, 6, "a" * 256), "oversized",
          None),
         ("receipt state 4", RECEIPTS, _with(receipt, 3, 4), "out_of_range", "$.state"),
@@ -91,6 +101,8 @@ def frame_json(frame: protocol.EvidenceFrame) -> dict[str, Any]:
         value["data_hex"] = value.pop("data").hex()
     if isinstance(frame, EvidenceReceipt):
         value["state"] = frame.state.name.lower()
+    if isinstance(frame, EvidenceManifest) and frame.signature is not None:
+        value["signature"] = frame.signature.hex()
     form = {EvidenceManifest: "manifest", EvidenceChunk: "chunk", EvidenceReceipt: "receipt"}
     return {"form": form[type(frame)], **value}
 

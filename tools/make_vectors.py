@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import evidence_vectors  # tools/evidence_vectors.py: the 1.1 evidence frames
-import signature_vectors  # tools/signature_vectors.py: 1.1 signed violations (RFC 8032 key)
 import msgpack
+import signature_vectors  # tools/signature_vectors.py: 1.1 signed violations (RFC 8032 key)
 
 import protocol
 from protocol import Header, Kind, Position, Status, StatusFlags, Telemetry, TimeSource, Vehicle
@@ -358,7 +358,7 @@ def render() -> str:
         "schema": protocol.SCHEMA_VERSION,
         "vectors": build(),
         "evidence_vectors": evidence_vectors.build(),
-        "signature_vectors": signature_vectors.build(VIOLATION),
+        "signature_vectors": signature_vectors.build(VIOLATION, evidence_vectors.MANIFEST),
     }
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 

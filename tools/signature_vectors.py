@@ -1,4 +1,5 @@
-"""Signed-violation vectors (schema 1.1) for docs/protocol-vectors.json, `signature_vectors`.
+"""Signed violation and evidence-manifest vectors (schema 1.1) for docs/protocol-vectors.json,
+`signature_vectors`.
 
 The key is RFC 8032's test key 1 (section 7.1), so another implementation can check both the
 signing input and the signature. Each vector: {"name", "topic", "hex" (the payload),
@@ -30,26 +31,46 @@ def signed(msg: protocol.Violation, key_id: int = 0) -> tuple[protocol.Violation
     return protocol.decode(payload, _topic(msg.header.drone_id)), payload
 
 
+def signed_manifest(manifest: protocol.EvidenceManifest, key_id: int = 0
+                    ) -> tuple[protocol.EvidenceManifest, bytes]:
+    """The evidence manifest as signed, and its payload."""
+    payload = signer(key_id).encode_manifest(manifest)
+    decoded = protocol.decode_evidence(payload, protocol.evidence_topic(manifest.drone_id))
+    assert isinstance(decoded, protocol.EvidenceManifest)
+    return decoded, payload
+
+
 def _topic(drone_id: str) -> str:
     return protocol.topic(drone_id, protocol.Kind.VIOLATION)
 
 
-def build(violation: protocol.Violation) -> list[dict[str, Any]]:
+def build(violation: protocol.Violation, manifest: protocol.EvidenceManifest
+          ) -> list[dict[str, Any]]:
     key = Ed25519PrivateKey.from_private_bytes(RFC8032_SECRET).public_key()
     public = key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     _, payload = signed(violation)
     other = dataclasses.replace(violation.header, drone_id="nyc-0008")
     tampered = bytearray(payload)
     tampered[payload.index(b"ABC1234")] = ord("X")  # the plate, still a valid plate
+    _, signed_m = signed_manifest(manifest)
+    evidence = protocol.evidence_topic(manifest.drone_id)
+    bigger = bytearray(signed_m)
+    bigger[signed_m.index(b"\xcd" + manifest.size.to_bytes(2, "big")) + 1] += 1  # size + 256
     cases = [
         ("signed violation, key 0", _topic("nyc-0007"), payload),
         ("the same payload on another drone's topic", _topic(other.drone_id), payload),
         ("a signed payload with one plate letter changed", _topic("nyc-0007"), bytes(tampered)),
+        ("signed evidence manifest, key 0", evidence, signed_m),
+        ("the same manifest on another drone's evidence topic",
+         protocol.evidence_topic("nyc-0008"), signed_m),
+        ("a signed manifest declaring 256 more bytes", evidence, bytes(bigger)),
     ]
     vectors = []
     for name, topic, data in cases:
-        sig = protocol.decode(data, topic)
-        assert isinstance(sig, protocol.Violation) and sig.signature is not None
+        sig = protocol.decode_evidence(data, topic) if protocol.is_evidence_topic(topic) \
+            else protocol.decode(data, topic)
+        assert isinstance(sig, (protocol.Violation, protocol.EvidenceManifest))
+        assert sig.signature is not None
         vectors.append({"name": name, "topic": topic, "hex": data.hex(), "public_key_hex": public,
                         "signing_input_hex": protocol.signing_input(topic, data).hex(),
                         "valid": verify(key, topic, data, sig.signature)})

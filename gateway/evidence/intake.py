@@ -3,8 +3,13 @@
 One owned thread (``gateway-evidence``) takes the frames the MQTT thread hands over (`offer`),
 so file system and store latency never stall the events on the same connection. Per frame:
 
-    manifest  new: staged durably, receipt RECEIVING(next = first chunk not staged)
-              the same again (a resume): receipt RECEIVING(next) from what is on disk
+    manifest  first its signature (`verifier`, the gateway's key registry, as for violations):
+              unknown key, invalid, or none where `require_signatures`: dead letter
+              `bad_signature`, receipt REJECTED, nothing staged or recorded (a forgery cannot
+              end the drone's genuine upload of that image)
+              new: staged durably, receipt RECEIVING(next = first chunk not staged)
+              the same again (a resume; a new signature of the same fields counts as the same):
+              receipt RECEIVING(next) from what is on disk
               different from the staged one: dead letter `evidence_manifest_changed`, REJECTED
               finished before: the recorded receipt again (STORED or REJECTED)
               store down or staging full: receipt BUSY, nothing staged
@@ -13,7 +18,8 @@ so file system and store latency never stall the events on the same connection. 
               staged and no outcome known: dead letter `evidence_unknown`
     last chunk staged: assembled (streamed through SHA-256), checked against the manifest
               (mismatch: dead letter `evidence_hash_mismatch`, REJECTED, nothing stored),
-              moved into the store, its record produced to `presacop.evidence`, and only when
+              moved into the store, its record produced to `presacop.evidence` (with the
+              staged manifest's signed bytes when it was signed), and only when
               Kafka has it: the outcome recorded, the chunks removed, receipt STORED to the drone,
               and the MQTT acknowledgement of that last chunk sent.
 
@@ -31,6 +37,8 @@ next manifest finds out what is staged).
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import logging
 import queue
@@ -45,6 +53,7 @@ from gateway.evidence.config import EvidenceConfig
 from gateway.evidence.staging import Staging
 from gateway.evidence.store import EvidenceStore, StoreUnavailable
 from gateway.records import RECORD_VERSION, OutRecord, Receipt, dead_letter_record
+from gateway.router import BAD_SIGNATURE, UNSIGNED, Verifier
 from protocol import EvidenceChunk, EvidenceManifest, EvidenceReceipt, ReceiptState
 
 log = logging.getLogger("gateway.evidence")
@@ -70,15 +79,20 @@ class Frame:
 
 
 def evidence_record(manifest: EvidenceManifest, uri: str, stored_ms: int, gateway_id: str,
-                    topic: str) -> OutRecord:
-    """The presacop.evidence record of a stored object (docs/kafka-records.md)."""
-    value = {
+                    topic: str, payload: bytes | None = None) -> OutRecord:
+    """The presacop.evidence record of a stored object (docs/kafka-records.md). A signed
+    manifest's `payload` (as received) goes in `manifest_b64`, for `presacop verify`."""
+    value: dict[str, object] = {
         "record_version": RECORD_VERSION, "drone_id": manifest.drone_id,
         "violation_message_id": f"{manifest.drone_id}:{manifest.violation_seq}",
         "evidence_id": manifest.evidence_id, "sha256": manifest.sha256, "size": manifest.size,
         "content_type": manifest.content_type, "uri": uri, "stored_ms": stored_ms,
         "gateway_id": gateway_id,
     }
+    if manifest.signature is not None and payload is not None:
+        value["key_id"] = manifest.key_id
+        value["signature"] = manifest.signature.hex()
+        value["manifest_b64"] = base64.b64encode(payload).decode("ascii")
     headers = (("content-type", b"application/json"), ("record-type", b"evidence"),
                ("record-version", RECORD_VERSION.encode()))
     return OutRecord(topic, manifest.drone_id.encode(),
@@ -92,8 +106,10 @@ class EvidenceIntake:
 
     def __init__(self, cfg: EvidenceConfig, store: EvidenceStore, *, gateway_id: str,
                  evidence_topic: str, deadletter_topic: str, submit: Submit,
-                 publish: Callable[[str, bytes], None], deadletter_max_bytes: int = 65536) -> None:
+                 publish: Callable[[str, bytes], None], deadletter_max_bytes: int = 65536,
+                 verifier: Verifier | None = None, require_signatures: bool = False) -> None:
         self.cfg = cfg
+        self._verifier, self._require = verifier, require_signatures
         self.store = store
         self.staging = Staging(Path(cfg.staging_dir))
         self.gateway_id = gateway_id
@@ -171,16 +187,30 @@ class EvidenceIntake:
             self._dead(frame, exc.code, str(exc), drone, path=exc.path)
             return
         if isinstance(decoded, EvidenceManifest):
-            self._on_manifest(frame, decoded)
+            if self._signed_well(frame, decoded):
+                self._on_manifest(frame, decoded)
         elif isinstance(decoded, EvidenceChunk):
             self._on_chunk(frame, decoded)
+
+    def _signed_well(self, frame: Frame, m: EvidenceManifest) -> bool:
+        """The manifest's signature holds (or none is needed); else dead letter + REJECTED."""
+        if self._verifier is None:
+            return True
+        why = self._verifier(frame.topic, frame.payload, m)
+        if why is None or (why == UNSIGNED and not self._require):
+            return True
+        # Neither staged nor recorded as an outcome: the forger would otherwise end the
+        # drone's own upload of this image. The drone keeps its file (REJECTED).
+        self._receipt(m.drone_id, m.evidence_id, ReceiptState.REJECTED, reason=BAD_SIGNATURE)
+        self._dead(frame, BAD_SIGNATURE, why, m.drone_id, path="$.signature")
+        return False
 
     def _on_manifest(self, frame: Frame, m: EvidenceManifest) -> None:
         if self._answer_finished(m.drone_id, m.evidence_id):
             frame.ack()
             return
         staged = self.staging.manifest(m.drone_id, m.evidence_id)
-        if staged is not None and staged != frame.payload:
+        if staged is not None and _unsigned(_decoded(staged, frame.topic)) != _unsigned(m):
             self._reject(frame, m.drone_id, m.evidence_id, MANIFEST_CHANGED,
                          "a different manifest for an upload in progress")
             return
@@ -264,7 +294,11 @@ class EvidenceIntake:
                 frame.ack()  # the chunk is staged; completion is retried on the next manifest
                 return
             self.staging.mark_storing(m.drone_id, m.evidence_id)
-        record = evidence_record(m, uri, _now_ms(), self.gateway_id, self._topics[0])
+        # The staged manifest (verified when it was staged) is the one the record carries.
+        raw = self.staging.manifest(m.drone_id, m.evidence_id)
+        staged = _decoded(raw, frame.topic) if raw is not None else None
+        record = evidence_record(staged or m, uri, _now_ms(), self.gateway_id, self._topics[0],
+                                 raw if staged is not None else None)
         self._submit(record, lambda error: self._stored(frame, m, uri, error))
 
     def _stored(self, frame: Frame, m: EvidenceManifest, uri: str, error: object | None) -> None:
@@ -320,6 +354,21 @@ class EvidenceIntake:
         payload = protocol.encode_evidence(EvidenceReceipt(drone, ident, state, next_index,
                                                            reason))
         self._publish(protocol.receipt_topic(drone), payload)
+
+
+def _decoded(raw: bytes, topic: str) -> EvidenceManifest | None:
+    """A staged manifest (None if the bytes are not one: staging is a shared directory)."""
+    try:
+        m = protocol.decode_evidence(raw, topic)
+    except protocol.ProtocolError:
+        return None
+    return m if isinstance(m, EvidenceManifest) else None
+
+
+def _unsigned(m: EvidenceManifest | None) -> EvidenceManifest | None:
+    """The manifest's fields without its signature: a resume signed anew (e.g. after a key
+    rotation) is still the same upload."""
+    return None if m is None else dataclasses.replace(m, key_id=None, signature=None)
 
 
 def _drone_of(topic: str) -> str | None:

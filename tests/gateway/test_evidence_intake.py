@@ -61,16 +61,21 @@ class FlakyStore(DirStore):
         return super().put_file(sha256_hex, path, content_type)
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> tuple[EvidenceIntake, Recorder, FlakyStore]:
+def make_env(tmp_path: Path, **options: Any) -> tuple[EvidenceIntake, Recorder, FlakyStore]:
+    """An intake on tmp_path with recorders; `options` go to EvidenceIntake (e.g. a verifier)."""
     rec = Recorder()
     cfg = EvidenceConfig(staging_dir=str(tmp_path / "staging"), busy_retry_s=0.01,
                          store=StoreConfig(path=str(tmp_path / "store")))
     store = FlakyStore(tmp_path / "store")
     intake = EvidenceIntake(cfg, store, gateway_id="gw-test", evidence_topic="presacop.evidence",
                             deadletter_topic="presacop.deadletter", submit=rec.submit,
-                            publish=rec.publish)
+                            publish=rec.publish, **options)
     return intake, rec, store
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> tuple[EvidenceIntake, Recorder, FlakyStore]:
+    return make_env(tmp_path)
 
 
 def image(size: int = 3 * CHUNK + 100) -> bytes:

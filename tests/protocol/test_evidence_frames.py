@@ -25,6 +25,8 @@ def _frame(value: dict[str, Any]) -> protocol.EvidenceFrame:
     value = dict(value)
     form = value.pop("form")
     if form == "manifest":
+        if value.get("signature") is not None:
+            value["signature"] = bytes.fromhex(value["signature"])
         return EvidenceManifest(**value)
     if form == "chunk":
         return EvidenceChunk(data=bytes.fromhex(value.pop("data_hex")), **value)
@@ -89,3 +91,55 @@ def test_payload_over_the_limit_is_oversized() -> None:
     with pytest.raises(protocol.RemoteProtocolError) as info:
         protocol.decode_evidence(big, TOPIC)
     assert info.value.code == "oversized"
+
+
+# -- signed manifests (1.1) ----------------------------------------------------------------------
+
+
+def _manifest(drone: str = "d-1", **kw: Any) -> EvidenceManifest:
+    sha = hashlib.sha256(b"image").hexdigest()
+    return EvidenceManifest(drone, sha[:16], sha, 220_000, 16384, "image/jpeg", 7, **kw)
+
+
+@given(st.integers(0, protocol.KEY_ID_MAX), st.binary(min_size=64, max_size=64),
+       st.sampled_from(["d-1", "nyc-0007", "x" * 32]))
+def test_a_signed_manifest_round_trips_and_its_signing_input_is_the_violations_rule(
+        key_id: int, sig: bytes, drone: str) -> None:
+    m = _manifest(drone, key_id=key_id, signature=sig)
+    payload = protocol.encode_evidence(m)
+    topic = protocol.evidence_topic(drone)
+    assert protocol.decode_evidence(payload, topic) == m
+    assert len(payload) <= 142  # docs/protocol.md section 14: a signed manifest's size
+    at = payload.index(b"\xc4\x40" + sig)
+    assert protocol.signing_input(topic, payload) == (
+        b"presacop-sig-1\x00" + topic.encode() + b"\x00" + payload[:at + 2] +
+        payload[at + 66:])
+    other = bytes(64) if sig != bytes(64) else b"\x01" * 64
+    assert protocol.with_signature(topic, payload, other) == \
+        protocol.encode_evidence(_manifest(drone, key_id=key_id, signature=other))
+
+
+def test_chunks_and_unsigned_manifests_have_no_signing_input() -> None:
+    chunk = protocol.encode_evidence(EvidenceChunk("d-1", "0" * 16, 0, b"x" * 200))
+    for payload, path in ((chunk, "$.form"), (protocol.encode_evidence(_manifest()),
+                                              "$.signature")):
+        with pytest.raises(protocol.RemoteProtocolError) as info:
+            protocol.signing_input(TOPIC, payload)
+        assert (info.value.code, info.value.path) == ("bad_type", path)
+    with pytest.raises(protocol.TopicError):
+        protocol.signing_input(protocol.receipt_topic("d-1"), chunk)
+
+
+def test_the_encoder_refuses_half_a_signature() -> None:
+    for kw, path in (({"key_id": 1}, "$.signature"), ({"signature": bytes(64)}, "$.key_id"),
+                     ({"key_id": 1, "signature": bytes(63)}, "$.signature")):
+        with pytest.raises(protocol.LocalProtocolError) as info:
+            protocol.encode_evidence(_manifest(**kw))
+        assert info.value.path == path
+
+
+@given(st.binary(max_size=300))
+def test_signing_input_of_any_bytes_on_the_evidence_topic_raises_only_protocol_errors(
+        data: bytes) -> None:
+    with contextlib.suppress(protocol.ProtocolError):
+        protocol.signing_input(TOPIC, data)
