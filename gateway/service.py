@@ -107,11 +107,12 @@ class Gateway:
         self._draining = False
         self._stop_requested = False  # a plain flag: set from signal handlers
         self._stopped = threading.Event()
+        verifier = verifier_for(config.security)  # one key registry: violations and manifests
         self._settings = RouteSettings(
             topics=config.kafka.topics,
             max_clock_skew_ms=int(config.limits.max_clock_skew_s * 1000),
             deadletter_max_bytes=config.limits.deadletter_max_bytes,
-            verifier=verifier_for(config.security),
+            verifier=verifier,
             require_signatures=config.security.require_signatures,
         )
         m.add_collector(SeqCollector(self._seq_snapshot))
@@ -143,7 +144,8 @@ class Gateway:
                 deadletter_topic=config.kafka.topics.deadletter,
                 submit=lambda record, done: self._kafka.submit(record, done),
                 publish=source.publish,
-                deadletter_max_bytes=config.limits.deadletter_max_bytes)
+                deadletter_max_bytes=config.limits.deadletter_max_bytes, verifier=verifier,
+                require_signatures=config.security.require_signatures)
         m.mqtt_connected.set_function(lambda: int(source.connected))
         m.intake_paused.set_function(lambda: int(source.paused))
         self._server: MetricsServer | None = None
