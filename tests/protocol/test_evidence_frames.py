@@ -109,7 +109,7 @@ def test_a_signed_manifest_round_trips_and_its_signing_input_is_the_violations_r
     payload = protocol.encode_evidence(m)
     topic = protocol.evidence_topic(drone)
     assert protocol.decode_evidence(payload, topic) == m
-    assert len(payload) <= 142  # docs/protocol.md section 14: a signed manifest's size
+    assert len(payload) <= 140  # docs/protocol.md section 14.2: a signed manifest's size
     at = payload.index(b"\xc4\x40" + sig)
     assert protocol.signing_input(topic, payload) == (
         b"presacop-sig-1\x00" + topic.encode() + b"\x00" + payload[:at + 2] +
