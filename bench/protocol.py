@@ -64,7 +64,8 @@ ABSOLUTE_MAX = Telemetry(replace(HEADER, seq=2**32 - 1), Position(90, 180, 10000
 # A signature's size does not depend on its value: a placeholder measures it (1.1, key id < 128).
 _SIGNED = {"key_id": 0, "signature": bytes(protocol.SIGNATURE_SIZE)}
 # The largest violation without vehicle details (every field at its widest encoding).
-VIOLATION_MAX = Violation(replace(HEADER, seq=2**32 - 1), Position(-89.9999999, -179.9999999, -1000),
+VIOLATION_MAX = Violation(replace(HEADER, seq=2**32 - 1),
+                          Position(-89.9999999, -179.9999999, -1000),
                           "ABCD1234", "NY", 0.93, 21, "0123456789abcdef")
 SIZE_SAMPLES: dict[str, protocol.Message] = {
     "telemetry": TELEMETRY,
