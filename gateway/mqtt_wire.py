@@ -16,8 +16,17 @@ gateway"), and what this module does about them:
   PUBACKs of one loop pass as one packet (the same bytes, back to back): two system calls per
   pass.
 
-Both use paho internals (`Client._create_socket`, `Client._packet_queue`, stable across 2.x;
-pyproject pins paho-mqtt < 3). `ack_many` falls back to `ack` if `_packet_queue` is missing.
+- PUBLISH decoding (issue 16): paho builds an MQTT 5 `Properties` object per PUBLISH (its
+  constructor and `clear()` were 8.7% of the gateway's GIL time in the profile, bench/README.md)
+  and formats a debug line. `Client._handle_publish` takes the gateway's own case, a QoS 1 PUBLISH
+  with no properties under manual acks, itself: the same `MQTTMessage` fields (topic, payload,
+  mid, qos, dup, retain, timestamp; `properties` None, which nothing of ours reads) handed to the
+  same `_handle_on_message`; anything else (properties, QoS 0/2, MQTT 3, a malformed packet) goes
+  to paho's own code.
+
+All use paho internals (`Client._create_socket`, `Client._packet_queue`, `Client._in_packet`,
+`Client._handle_on_message`, stable across 2.x; pyproject pins paho-mqtt < 3). `ack_many` falls
+back to `ack` if `_packet_queue` is missing.
 """
 
 from __future__ import annotations
@@ -84,6 +93,23 @@ class Client(mqtt.Client):
         """Bytes already read from the broker and not yet parsed."""
         sock = self.socket()
         return sock.pending() if isinstance(sock, BufferedSocket) else 0
+
+    def _handle_publish(self) -> Any:
+        """A QoS 1 PUBLISH without properties under manual acks, decoded here (see the module
+        doc); everything else by paho."""
+        packet, command = self._in_packet["packet"], self._in_packet["command"]
+        if (command & 0x06) != 0x02 or not self._manual_ack or self._protocol != mqtt.MQTTv5 \
+                or type(packet) is not bytes or len(packet) < 5:
+            return super()._handle_publish()
+        end = 2 + (packet[0] << 8 | packet[1])  # after the topic
+        if end == 2 or len(packet) < end + 3 or packet[end + 2] != 0:  # no topic, or properties
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage(mid=packet[end] << 8 | packet[end + 1], topic=packet[2:end])
+        message.dup, message.qos, message.retain = bool(command & 0x08), 1, bool(command & 0x01)
+        message.payload = packet[end + 3:]
+        message.timestamp = mqtt.time_func()
+        self._handle_on_message(message)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """PUBACK each QoS 1 packet id, in order, as one write."""

@@ -134,3 +134,58 @@ def test_ack_many_queues_the_bytes_paho_acks_would_send(monkeypatch):
     one_by_one, queued[:] = b"".join(queued), []
     client.ack_many(mids)
     assert queued == [one_by_one]
+
+
+# -- PUBLISH decoding -------------------------------------------------------------------------
+
+
+def _publish(cmd: int, topic: bytes, mid: int | None, props: bytes, payload: bytes) -> bytes:
+    return (struct.pack("!H", len(topic)) + topic + (b"" if mid is None else struct.pack("!H", mid))
+            + bytes([len(props)]) + props + payload)
+
+
+def _decoded(handle: Any, cmd: int, packet: bytes) -> tuple[Any, ...]:
+    got: list[mqtt.MQTTMessage] = []
+    c = Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = lambda client, userdata, m: got.append(m)
+    c._in_packet = {"command": cmd, "packet": packet}
+    rc = handle(c)
+    (m,) = got
+    props = None if m.properties is None else m.properties.json()
+    return (rc, m._topic, bytes(m.payload), type(m.payload), m.mid, m.qos, m.dup, m.retain,
+            props or None)
+
+
+@pytest.mark.parametrize(("cmd", "packet"), [
+    (0x32, _publish(0x32, b"presacop/v1/drones/d1/telemetry", 7, b"", b"\x9b\x11\x00")),
+    (0x3A, _publish(0x3A, b"a/b", 65535, b"", b"")),  # dup, empty payload
+    (0x33, _publish(0x33, b"a/\xff", 1, b"", b"x" * 300)),  # retain, topic not UTF-8
+])
+def test_the_lean_publish_decode_gives_what_paho_gives(cmd: int, packet: bytes) -> None:
+    lean = _decoded(Client._handle_publish, cmd, packet)
+    paho = _decoded(mqtt.Client._handle_publish, cmd, packet)
+    assert lean == paho
+
+
+@pytest.mark.parametrize(("cmd", "packet"), [
+    (0x32, _publish(0x32, b"a/b", 7, b"\x01\x01", b"payload")),  # a property: paho decodes it
+    (0x30, _publish(0x30, b"a/b", None, b"", b"qos0")),
+])
+def test_publishes_the_lean_decode_does_not_take_go_to_paho(cmd: int, packet: bytes,
+                                                            monkeypatch: Any) -> None:
+    calls: list[int] = []
+    original = mqtt.Client._handle_publish
+    monkeypatch.setattr(mqtt.Client, "_handle_publish",
+                        lambda self: calls.append(1) or original(self))
+    assert _decoded(Client._handle_publish, cmd, packet)[0] == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("packet", [b"\x00\x05ab", b"\x00\x05abcdef"])
+def test_a_truncated_publish_is_malformed_as_paho_says(packet: bytes) -> None:
+    from paho.mqtt.exception import MalformedPacket
+
+    c = Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    c._in_packet = {"command": 0x32, "packet": packet}
+    with pytest.raises(MalformedPacket):
+        c._handle_publish()
