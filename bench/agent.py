@@ -199,7 +199,7 @@ def bench_pipeline(work: Path, name: str, width: int, height: int, host: str, po
                    seconds: float) -> dict[str, Any]:
     """A real Agent in this process for `seconds`, camera at fps=0, recognizer unthrottled."""
     from common.config import load
-    from drone_agent.agent import from_config
+    from drone_agent.assembly import from_config
     from drone_agent.config import AgentConfig
 
     config_path = work / f"agent-{name}.toml"

@@ -14,8 +14,8 @@ buffered frames.
 `stop()` stops capture, recognition and telemetry, lets the publisher drain and wait for in-flight
 PUBACKs, publishes the retained offline status and disconnects, all within its timeout.
 
-Raises: `start` raises `OutboxError` (database unusable) or `OSError` (data directory);
-`from_config` raises `PluginError` naming the config key.
+Raises: `start` raises `OutboxError` (database unusable) or `OSError` (data directory). Building
+an agent from its config is `drone_agent.assembly.from_config`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
-from drone_agent.assembly import from_config, manifest_encoder, violation_encoder
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import REPORTED_PREFIX, Dedupe, parse_reported, reported_key
+from drone_agent.encoders import manifest_encoder, violation_encoder
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
 from drone_agent.evidence import EvidenceStore, encode_jpeg, evidence_id
 from drone_agent.hardware import (
@@ -52,7 +52,7 @@ from drone_agent.uploader import Uploader
 from drone_agent.workers import LatestFrame, close_quietly, start_thread
 from protocol import VIOLATION_CODES, Kind, LocalProtocolError, StatusFlags, topic
 
-__all__ = ["Agent", "LatestFrame", "from_config", "violation_encoder"]  # the last two: assembly.py
+__all__ = ["Agent", "LatestFrame"]
 
 log = logging.getLogger(__name__)
 

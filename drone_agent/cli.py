@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from common.config import ConfigError, load
     from drone_agent import plugins
-    from drone_agent.agent import from_config, violation_encoder
+    from drone_agent.assembly import from_config
     from drone_agent.config import AgentConfig
+    from drone_agent.encoders import violation_encoder
     from drone_agent.errors import OutboxError, PluginError
     from drone_agent.hardware import HardwareError
 

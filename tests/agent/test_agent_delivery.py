@@ -7,7 +7,8 @@ from pathlib import Path
 from agent_helpers import Collector, make_config, violation_seqs
 
 import protocol
-from drone_agent.agent import Agent, from_config
+from drone_agent.agent import Agent
+from drone_agent.assembly import from_config
 from hw_sim.link import LinkProxy
 from protocol import StatusFlags
 from tests.support import wait_until

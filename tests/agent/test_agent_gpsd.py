@@ -16,7 +16,7 @@ from agent_helpers import Collector, config_dict
 
 import protocol
 from common.config import from_dict
-from drone_agent.agent import from_config
+from drone_agent.assembly import from_config
 from drone_agent.config import AgentConfig
 from drone_agent.gpsd_source import GpsdPosition, GpsdTime
 from hw_sim.nmea import Epoch, epochs, write_log

@@ -19,7 +19,8 @@ from pymavlink.dialects.v20 import ardupilotmega as mav
 import protocol
 from common.config import from_dict
 from drone_agent import plugins
-from drone_agent.agent import Agent, from_config
+from drone_agent.agent import Agent
+from drone_agent.assembly import from_config
 from drone_agent.config import AgentConfig
 from drone_agent.errors import PluginError
 from drone_agent.mavlink_link import AutopilotTimeout, MavlinkLink

@@ -16,7 +16,8 @@ from agent_helpers import (
 )
 
 import protocol
-from drone_agent.agent import Agent, from_config
+from drone_agent.agent import Agent
+from drone_agent.assembly import from_config
 from drone_agent.dedupe import Dedupe
 from drone_agent.outbox import Outbox
 from hw_sim.link import LinkProxy

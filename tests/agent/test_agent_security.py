@@ -10,7 +10,7 @@ from agent_helpers import Collector, config_dict
 
 import protocol
 from common.config import from_dict
-from drone_agent.agent import from_config
+from drone_agent.assembly import from_config
 from drone_agent.config import AgentConfig
 from presacop.stack import free_port
 from tests.support import wait_until
