@@ -136,7 +136,8 @@ def render(s: dict[str, Any]) -> str:
               f"{'fault':<20}{'at s':>8}{'length s':>10}{'recovery s':>12}  target"]
     for f in s["faults"]:
         rec = "NOT RECOVERED" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}"
-        who = f["drone"] or (f"gateway {f['gateway']}" if s["gateways"] > 1 else "")
+        who = f["drone"] or (f"gateway {f['gateway']}" if f.get("gateway") and
+                             s["gateways"] > 1 else "")
         lines.append(f"{f['kind']:<20}{f['at_s']:>8.1f}{f['length_s']:>10.1f}{rec:>12}  {who}")
     lines += ["", f"RESULT: {'PASS' if s['ok'] else 'FAIL'}: {s['lost']} lost, "
               f"{s['duplicates']} duplicates"]
