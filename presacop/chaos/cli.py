@@ -22,6 +22,7 @@ import signal
 import sys
 from typing import Any
 
+from hw_sim.cli import _float_in, _int_in  # the simulator's flag checks (range, NaN)
 from presacop.chaos.plan import KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -29,19 +30,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class Interrupted(Exception):
     """SIGTERM or Ctrl-C: clean up and exit 130."""
-
-
-def _positive(kind: type, lo: float, hi: float) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {text}")
-        return value
-
-    return parse
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -55,11 +43,11 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--drones", type=_positive(int, 1, 32), default=4, metavar="N",
+    parser.add_argument("--drones", type=_int_in("--drones", 1, 32), default=4, metavar="N",
                         help="drone agent processes (default 4)")
-    parser.add_argument("--duration", type=_positive(float, 30, 24 * 3600), default=120.0,
+    parser.add_argument("--duration", type=_float_in("--duration", 30, 24 * 3600), default=120.0,
                         metavar="S", help="seconds of faults (default 120), then the drain")
-    parser.add_argument("--gateways", type=_positive(int, 1, 4), default=1, metavar="G",
+    parser.add_argument("--gateways", type=_int_in("--gateways", 1, 4), default=1, metavar="G",
                         help="gateways in one share group (default 1)")
     parser.add_argument("--seed", type=int, default=None, metavar="K",
                         help="the fault schedule and the drones' worlds (default: random, shown)")
