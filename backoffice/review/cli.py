@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.review_action == "serve":
         import logging
 
-        from .service import serve
+        from .server import serve
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         return serve(cfg)
