@@ -84,7 +84,10 @@ class BufferedSocket:
 
 
 class Client(mqtt.Client):
-    """`paho.mqtt.client.Client` with buffered reads and batched PUBACKs (see the module doc)."""
+    """`paho.mqtt.client.Client` with buffered reads, batched PUBACKs and a lean PUBLISH decode
+    (see the module doc). `lean_publishes` counts the PUBLISHes decoded the lean way."""
+
+    lean_publishes = 0
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
@@ -99,14 +102,17 @@ class Client(mqtt.Client):
         doc); everything else by paho."""
         packet, command = self._in_packet["packet"], self._in_packet["command"]
         if (command & 0x06) != 0x02 or not self._manual_ack or self._protocol != mqtt.MQTTv5 \
-                or type(packet) is not bytes or len(packet) < 5:
+                or not isinstance(packet, (bytes, bytearray)) or len(packet) < 5:
             return super()._handle_publish()
         end = 2 + (packet[0] << 8 | packet[1])  # after the topic
         if end == 2 or len(packet) < end + 3 or packet[end + 2] != 0:  # no topic, or properties
             return super()._handle_publish()
-        message = mqtt.MQTTMessage(mid=packet[end] << 8 | packet[end + 1], topic=packet[2:end])
+        self.lean_publishes += 1
+        # bytes, as paho's struct.unpack gives them (paho reads into a bytearray)
+        message = mqtt.MQTTMessage(mid=packet[end] << 8 | packet[end + 1],
+                                   topic=bytes(packet[2:end]))
         message.dup, message.qos, message.retain = bool(command & 0x08), 1, bool(command & 0x01)
-        message.payload = packet[end + 3:]
+        message.payload = bytes(packet[end + 3:])
         message.timestamp = mqtt.time_func()
         self._handle_on_message(message)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS

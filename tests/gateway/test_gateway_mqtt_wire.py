@@ -113,6 +113,7 @@ def test_a_burst_read_in_one_recv_is_delivered_whole_and_acked_in_one_write():
         assert [mid for mid, _ in received] == list(range(1, count + 1))
         assert all(payload == b"x" * mid for mid, payload in received)
         assert client.buffered() == 0
+        assert client.lean_publishes == count  # paho's own read path feeds the lean decode
         client.ack_many([mid for mid, _ in received])
         server.join(10)
     finally:
@@ -148,7 +149,7 @@ def _decoded(handle: Any, cmd: int, packet: bytes) -> tuple[Any, ...]:
     got: list[mqtt.MQTTMessage] = []
     c = Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
     c.on_message = lambda client, userdata, m: got.append(m)
-    c._in_packet = {"command": cmd, "packet": packet}
+    c._in_packet = {"command": cmd, "packet": bytearray(packet)}  # paho reads into a bytearray
     rc = handle(c)
     (m,) = got
     props = None if m.properties is None else m.properties.json()
@@ -165,6 +166,7 @@ def test_the_lean_publish_decode_gives_what_paho_gives(cmd: int, packet: bytes) 
     lean = _decoded(Client._handle_publish, cmd, packet)
     paho = _decoded(mqtt.Client._handle_publish, cmd, packet)
     assert lean == paho
+    assert lean[3] is bytes  # the payload's type too
 
 
 @pytest.mark.parametrize(("cmd", "packet"), [
