@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(cfg: object, master: str | None, once: bool) -> int:
     from .jars import JarError
     from .job import StatsJob
+    from .spark import stop_session
 
     try:
         job = StatsJob(cfg, master)  # type: ignore[arg-type]
@@ -66,7 +67,7 @@ def _run(cfg: object, master: str | None, once: bool) -> int:
         return 1
     finally:
         job.close()
-        job.spark.stop()
+        stop_session(job.spark)
     return 0
 
 

@@ -25,7 +25,7 @@ from backoffice import kafka_clients
 from backoffice.config import BackofficeConfig
 
 from . import aggregates
-from .spark import kafka_options, session
+from .spark import kafka_options, session, stop_session
 
 log = logging.getLogger("backoffice.stats")
 
@@ -101,4 +101,4 @@ def run(cfg: BackofficeConfig, master: str | None = None, once: bool = False) ->
         job.wait()
     finally:
         job.close()
-        job.spark.stop()
+        stop_session(job.spark)

@@ -11,6 +11,7 @@ Raises `jars.JarError` when the jars cannot be resolved; Spark's own errors othe
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -51,6 +52,30 @@ def session(cfg: BackofficeConfig, master: str | None = None, app: str = "presac
     spark.sparkContext.setLogLevel("ERROR")
     _ship_areas(spark)
     return spark
+
+
+def stop_session(spark: Any, timeout: float = 30.0) -> None:
+    """Stop the session and the JVM pyspark started for it. pyspark leaves that JVM to notice
+    its parent's exit, which it does seconds later: long enough to outlive a test run or a
+    service stop that expects its children gone."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)  # set by pyspark.java_gateway.launch_gateway
+    gateway.shutdown()
+    SparkContext._gateway = SparkContext._jvm = None
+    if proc is None:
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()  # the JVM watches this pipe: its end is the signal to exit
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 def _ship_areas(spark: Any) -> None:

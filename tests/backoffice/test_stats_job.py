@@ -30,7 +30,7 @@ from backoffice.history.ingest import ingest
 from backoffice.history.sample import write_sample
 from backoffice.stats import aggregates
 from backoffice.stats.job import StatsJob
-from backoffice.stats.spark import session
+from backoffice.stats.spark import session, stop_session
 
 NY = ZoneInfo("America/New_York")
 
@@ -41,7 +41,7 @@ def spark() -> Iterator[Any]:
     try:
         yield s
     finally:
-        s.stop()
+        stop_session(s)
 
 
 def run_once(cfg: Any, spark: Any) -> None:
