@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.files import write_durably
 from drone_agent.errors import EvidenceRefused
 
 if TYPE_CHECKING:
@@ -213,21 +214,7 @@ class EvidenceStore:
         self.evicted += 1
 
     def _write(self, ident: str, data: bytes) -> None:
-        final = self.path(ident)
-        tmp = self.directory / f".{ident}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(self.directory)
+        write_durably(self.path(ident), data)
 
     def _unpin(self, ident: str) -> None:
         left = self._pins.get(ident, 0) - 1
@@ -238,12 +225,3 @@ class EvidenceStore:
 
     def _free(self) -> int:
         return self._disk_free(self.directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

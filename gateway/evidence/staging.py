@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.files import write_durably
 from protocol import EvidenceManifest, chunk_span
 
 PART = ".part"
@@ -64,7 +65,7 @@ class Staging:
         """Stage a new upload's manifest durably."""
         folder = self.upload_dir(drone_id, evidence_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_durably(folder / "manifest", payload)
+        write_durably(folder / "manifest", payload)
 
     def outcome(self, drone_id: str, evidence_id: str) -> dict[str, str] | None:
         """The recorded outcome of a finished upload, or None."""
@@ -76,12 +77,12 @@ class Staging:
     def finish(self, drone_id: str, evidence_id: str, outcome: dict[str, str]) -> None:
         """Record the outcome, then remove the upload's chunks."""
         (self.root / drone_id).mkdir(parents=True, exist_ok=True)
-        _write_durably(self._done_path(drone_id, evidence_id), json.dumps(outcome).encode())
+        write_durably(self._done_path(drone_id, evidence_id), json.dumps(outcome).encode())
         self.discard(drone_id, evidence_id)
 
     def mark_storing(self, drone_id: str, evidence_id: str) -> None:
         """The object is in the store and its record on its way to Kafka (see `storing_age`)."""
-        _write_durably(self.upload_dir(drone_id, evidence_id) / "storing", b"")
+        write_durably(self.upload_dir(drone_id, evidence_id) / "storing", b"")
 
     def storing_age(self, drone_id: str, evidence_id: str) -> float | None:
         """Seconds since `mark_storing`, or None."""
@@ -104,7 +105,7 @@ class Staging:
         target = self.upload_dir(drone_id, evidence_id) / f"{index}{PART}"
         if target.exists():
             return False
-        _write_durably(target, data)
+        write_durably(target, data)
         self._account(len(data))
         return True
 
@@ -172,24 +173,3 @@ class Staging:
         with self._lock:
             if self._used is not None:
                 self._used = max(0, self._used + delta)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the entry is
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from common.files import fsync_dir
 from gateway.evidence.config import StoreConfig
 
 SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -123,7 +124,7 @@ class DirStore:
                 if exc.errno != errno.EXDEV:
                     raise
                 self._copy_in(path, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             raise StoreUnavailable(f"evidence directory {self.root}: {exc}") from exc
         return self.uri(sha256_hex)
@@ -241,14 +242,6 @@ def _status(exc: Exception) -> int | None:
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"S3 store: {type(exc).__name__}: {exc}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def age_days(obj: StoredObject, now_s: float | None = None) -> float:
