@@ -50,8 +50,8 @@ class AckHoldingProxy:
         self._holding.clear()
 
     def close(self) -> None:
+        self._listen.close()  # first: no connection is accepted after the drop below
         self.drop()
-        self._listen.close()
 
     def _accept(self) -> None:
         while True:
@@ -130,7 +130,9 @@ def _run(seed: bool, proxy: AckHoldingProxy, stack, gateway_factory, publisher_f
     assert set(counts) == sent
     if seed:
         assert dups == 0, f"{dups} message ids written twice after the restart"
-        assert dropped == N - 1, "every redelivery is recognised as written"
+        # N - 1 held PUBACKs; the first message's PUBACK may also still have been on its way
+        # through the proxy when it started holding, so its redelivery is dropped too.
+        assert N - 1 <= dropped <= N, "every redelivery is recognised as written"
     else:  # the control: without the seed the scenario does duplicate
         assert dups == N - 1 and dropped == 0
 
