@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 CAMERA_STALL_S = 5.0  # no frame for this long -> CAMERA_FAULT
 ERROR_LOG_EVERY = 100  # repeated plug-in errors: log the first and every 100th
 CAMERA_RETRY_MIN_S, CAMERA_RETRY_MAX_S = 0.1, 5.0  # pause after a failed read, doubling
-COUNTERS = ("captured", "recognized", "skipped_frames", "reads", "violations", "deduped",
-            "telemetry", "camera_errors", "recognizer_errors", "invalid_reads",
+COUNTERS = ("captured", "processed", "recognized", "skipped_frames", "reads", "violations",
+            "deduped", "telemetry", "camera_errors", "recognizer_errors", "invalid_reads",
             "position_errors", "power_errors", "evidence_errors", "outbox_errors")
 
 
@@ -188,9 +188,12 @@ class Agent:
 
     def stats(self) -> dict[str, int]:
         """Counters (see docs/agent.md), the outbox depth, refusals and the current flags."""
+        replaced = self._slot.replaced  # read before the counts: a race over-counts pending
         with self._count_lock:
             out = dict(self._counts)
-        out["skipped_frames"] = self._slot.replaced
+        out["skipped_frames"] = replaced
+        # Captured frames not yet through recognition, evidence and the outbox.
+        out["frames_pending"] = max(0, out["captured"] - out["processed"] - out["skipped_frames"])
         if self.publisher is not None:
             out.update(self.publisher.counters)
             out["connected"] = int(self.publisher.connected)
@@ -253,7 +256,10 @@ class Agent:
             if frame is None:
                 continue
             next_at = time.monotonic() + period
-            self._process(frame)
+            try:
+                self._process(frame)
+            finally:
+                self._count("processed")
 
     def _process(self, frame: Frame) -> None:
         reads = self._recognize(frame)

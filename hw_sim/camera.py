@@ -154,6 +154,8 @@ class SimCamera:
         with self._lock:
             if self._closed:
                 raise HardwareError("SimCamera is closed")
+            if not self._running.is_set():
+                return None  # paused while this read waited: pause() guarantees no frame after it
             if self._fail_after is not None and self._next_index >= self._fail_after:
                 raise HardwareError(f"SimCamera: simulated failure after {self._fail_after} frames")
             self._pace()
@@ -166,8 +168,19 @@ class SimCamera:
         self._running.set()  # a paused read() returns and sees the close
 
     def pause(self) -> None:
-        """Deliver no frames (read() returns None) until `resume()`: a camera that went dark."""
+        """Deliver no frames (read() returns None) until `resume()`: a camera that went dark.
+
+        On return no read() can start a new frame: `delivered` is final until `resume()` (a
+        read already past this point still returns its frame, counted in `delivered`)."""
         self._running.clear()
+        with self._lock:  # a read() holding the lock has counted its frame; later ones see pause
+            pass
+
+    @property
+    def delivered(self) -> int:
+        """Frames handed out (or being rendered for a read() in progress) so far."""
+        with self._lock:
+            return self._next_index
 
     def resume(self) -> None:
         self._running.set()

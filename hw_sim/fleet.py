@@ -225,6 +225,22 @@ class Fleet:
                 return False
         return True
 
+    def pause_cameras(self) -> None:
+        """Stop every camera: on return no new frame can start (see `SimCamera.pause`)."""
+        for d in self.drones.values():
+            d.camera.pause()
+
+    def frames_settled(self) -> bool:
+        """True when every frame the paused cameras delivered has been through its agent
+        (recognized, evidence stored, violations and uploads queued): after `pause_cameras()`,
+        what the agents' stats show next is everything the run will produce."""
+        for d in self.drones.values():
+            delivered = d.camera.delivered  # before the agent's counts: a race reads False
+            stats = d.agent.stats() if d.agent is not None else {}
+            if stats.get("captured", 0) < delivered or stats.get("frames_pending", 0) > 0:
+                return False
+        return True
+
     # -- faults ----------------------------------------------------------------------------------
 
     def cut_links(self, duration_s: float | None = None, drones: Iterable[str] | None = None,

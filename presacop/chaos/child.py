@@ -4,7 +4,8 @@ presacop.chaos.child --index I --prefix P --mqtt HOST:PORT --root DIR --seed K -
 A one-drone `hw_sim.fleet.Fleet` (a real agent on simulated hardware) with a ledger: each message
 the agent accepts is appended to <root>/ledger/<drone>.ledger and fsync'ed (`Fleet(ledger_dir)`),
 so what it accepted is known even after its kill -9. Reusing --root resumes the drone's outbox.
-Prints one JSON line of the agent's counters per second on stdout. SIGUSR1 pauses the camera (no
+Prints one JSON line of the agent's counters per second on stdout ("settled": 1 once every
+frame the paused camera gave out is through the agent). SIGUSR1 pauses the camera (no
 new violations, uploads can finish); SIGTERM stops it: the agent drains and says goodbye.
 Exit 0 after a stop, 2 when the fleet cannot start.
 """
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(1.0):
         if pause.is_set() and not paused:
             paused = True
-            for drone in fleet.drones.values():
-                drone.camera.pause()
+            fleet.pause_cameras()
         _report(fleet)
     fleet.stop(timeout=20.0)
     with contextlib.suppress(Exception):  # the parent reads the outbox itself after the exit
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(fleet: object, final: bool = False) -> None:
     (row,) = fleet.stats()["drones"].values()  # type: ignore[attr-defined]
     out = {k: int(row.get(k, 0)) for k in REPORTED}
+    out["settled"] = int(fleet.frames_settled())  # type: ignore[attr-defined]
     out["final"] = final
     print(json.dumps(out), flush=True)
 

@@ -116,7 +116,8 @@ def render(s: dict[str, Any]) -> str:
     lines += ["",
               f"dead letters: {sum(reasons.values())} {reasons if reasons else ''}".rstrip(),
               f"outbox leftovers: {s['outbox_leftovers']}; evidence uploads pending: "
-              f"{s['uploads_pending']}",
+              f"{s['uploads_pending']}; drained in "
+              + (f"{s['drained_s']:.0f} s" if s.get("drained_s") is not None else "NOT drained"),
               f"seq gaps in Kafka: {g['missing']} unexplained, {g['forgotten_wills']} wills a "
               f"broker crash forgot, {g['lost_online_status']} online statuses lost with their "
               "connection",

@@ -25,6 +25,7 @@ from presacop.demo.ledger import ROLES
 RECOVERY_TIMEOUT_S = 180.0  # a fault not recovered from by then is reported as such
 WARMUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 240.0  # cameras paused: outboxes and uploads empty within this
+DRAIN_SAY_EVERY_S = 15.0  # while draining, say which drones are still busy this often
 DELIVERY_TIMEOUT_S = 120.0  # drones stopped: Kafka holds every ledger entry within this
 
 
@@ -41,6 +42,7 @@ class Chaos:
         self.gateways: list[Gateway] = []
         self.drones: list[DroneProc] = []
         self.faults: list[dict[str, Any]] = []
+        self._drain_said = 0.0  # when the drain last said what it waits for
         self.plan = plan_faults(args.duration, args.drones, self.seed, args.faults,
                                 args.gateways)
 
@@ -141,6 +143,24 @@ class Chaos:
         return wait_for(lambda: sum(g.produced() for g in watched) > produced,
                         RECOVERY_TIMEOUT_S)
 
+    def _drained(self) -> bool:
+        """Every drone's last report: camera settled, outbox and upload queue empty. Says what
+        it still waits for every DRAIN_SAY_EVERY_S."""
+        waiting = []
+        for d in self.drones:
+            s = d.state()
+            if not (s.get("settled") == 1 and s.get("outbox_depth", 1) == 0
+                    and s.get("uploads_pending", 1) == 0):
+                waiting.append(f"{d.drone_id} (outbox {s.get('outbox_depth', '?')}, uploads "
+                               f"{s.get('uploads_pending', '?')}, connected "
+                               f"{s.get('connected', '?')}, settled {s.get('settled', '?')})")
+        now = time.monotonic()
+        if waiting and now >= self._drain_said + DRAIN_SAY_EVERY_S:
+            if self._drain_said > 0:
+                self.say("  still draining: " + "; ".join(waiting))
+            self._drain_said = now
+        return not waiting
+
     def _finish(self) -> dict[str, Any]:
         from drone_agent.outbox import Outbox
 
@@ -149,9 +169,7 @@ class Chaos:
         say("time is up: cameras stop; outboxes and evidence uploads drain ...")
         for d in self.drones:
             d.pause_camera()
-        drained = wait_for(lambda: all(
-            d.state().get("outbox_depth", 1) == 0 and d.state().get("uploads_pending", 1) == 0
-            for d in self.drones), DRAIN_TIMEOUT_S, 1.0)
+        drained = wait_for(self._drained, DRAIN_TIMEOUT_S, 1.0)
         uploads_left = sum(int(d.state().get("uploads_pending", 0)) for d in self.drones)
         for d in self.drones:
             d.stop()  # SIGTERM: the agent says goodbye and exits

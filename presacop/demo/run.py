@@ -173,12 +173,14 @@ class Demo:
     def _finish_uploads(self) -> None:
         """Stop the cameras and let the drones finish uploading their evidence (bounded)."""
         say = self.p.say
-        for drone in self.fleet.drones.values():
-            drone.camera.pause()  # no new violations: the upload queues can empty
+        self.fleet.pause_cameras()  # no new violations: the upload queues can empty
         say(f"time is up: the cameras stop; the drones finish their evidence uploads (at most "
             f"{UPLOAD_TIMEOUT_S:.0f} s) ...")
         deadline = time.monotonic() + UPLOAD_TIMEOUT_S
-        while self.fleet.stats()["totals"].get("uploads_pending", 0) > 0:
+        # A frame the camera gave out before the pause can still be in recognition: its upload
+        # is queued only once it is through, so "no uploads pending" counts only after that.
+        while (not self.fleet.frames_settled()
+               or self.fleet.stats()["totals"].get("uploads_pending", 0) > 0):
             if time.monotonic() > deadline:
                 say("  gave up waiting for uploads: the summary shows what is missing")
                 return

@@ -148,3 +148,44 @@ def test_stop_is_bounded_and_joins_its_threads(tmp_path: Path, closed_port: int)
     names = {t.name for t in threading.enumerate()}
     assert not names & {"agent-capture", "agent-recognize", "agent-telemetry", "agent-publisher"}
     assert agent.outbox is not None and agent.stats()["connects"] == 0
+
+
+class ThreeFrames:
+    """A camera that delivers three frames, then none (a camera that was paused)."""
+
+    def __init__(self) -> None:
+        self.inner = FakeCamera()
+
+    def read(self) -> Frame | None:
+        return self.inner.read() if self.inner.index < 3 else None
+
+
+class GatedRecognizer:
+    """Holds each frame until `gate` is set: a recognizer still busy with a frame."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def recognize(self, frame: Frame) -> list[PlateRead]:
+        self.entered.set()
+        self.gate.wait(30)
+        return []
+
+
+def test_frames_pending_counts_a_frame_until_it_is_through(tmp_path: Path,
+                                                           closed_port: int) -> None:
+    # The demo and chaos drains read "no uploads pending" only once no frame is in flight: a
+    # frame in recognition must show in `frames_pending` until its violations are queued.
+    rec = GatedRecognizer()
+    agent = Agent(make_config(tmp_path, closed_port), camera=ThreeFrames(),
+                  position=FakePosition(), power=FakePower(), recognizer=rec)
+    with agent:
+        assert rec.entered.wait(30), "the recognizer never got a frame"
+        held = agent.stats()
+        assert held["frames_pending"] >= 1 and held["processed"] == 0
+        rec.gate.set()
+        wait_until(lambda: agent.stats()["frames_pending"] == 0, 30, "every frame through")
+        done = agent.stats()
+    assert done["captured"] == 3
+    assert done["processed"] + done["skipped_frames"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 
 import numpy as np
@@ -13,6 +14,7 @@ from drone_agent.hardware import Camera, Frame, HardwareError
 from hw_sim import nyc
 from hw_sim.camera import SCENES, SimCamera, drawable_codes
 from hw_sim.truth import TruthPlate, plates_in
+from tests.support import wait_until
 
 FORMATS = {
     "NY": r"[A-Z]{3}[0-9]{4}", "NJ": r"[A-Z][0-9]{2}[A-Z]{3}", "PA": r"[A-Z]{3}[0-9]{4}",
@@ -189,3 +191,46 @@ def test_paused_camera_returns_no_frame_until_resumed() -> None:
     cam.resume()
     again = cam.read()
     assert again is not None and again.index == 1
+
+
+
+class SpyEvent(threading.Event):
+    """An Event whose wait() says when it returned: a read() is past its pause check then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passed = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        result = super().wait(timeout)
+        self.passed.set()
+        return result
+
+
+def test_pause_makes_delivered_final_even_with_a_read_in_progress() -> None:
+    # A read() already past its pause check when pause() is called must not start a frame after
+    # pause() returned: the demo's and chaos run's drains take `delivered` as final then.
+    cam = SimCamera(seed=0, width=320, height=240, fps=0)
+    assert cam.read() is not None and cam.delivered == 1
+    spy = cam._running = SpyEvent()
+    spy.set()
+    got: list[object] = []
+    at_pause: list[int] = []
+    with cam._lock:  # the read() below blocks after its pause check
+        reader = threading.Thread(target=lambda: got.append(cam.read()))
+        reader.start()
+        assert spy.passed.wait(5), "the read never passed its pause check"
+
+        def pause() -> None:
+            cam.pause()
+            at_pause.append(cam.delivered)
+
+        pauser = threading.Thread(target=pause)
+        pauser.start()
+        wait_until(lambda: not spy.is_set(), 5, "pause() to clear running")
+    pauser.join(5)
+    reader.join(5)
+    assert not pauser.is_alive() and not reader.is_alive()
+    assert at_pause == [cam.delivered] == [1]
+    assert got == [None]
+    assert cam.read() is None and cam.delivered == 1
