@@ -121,12 +121,12 @@ class Agent:
                                       quota_bytes=cfg.evidence.quota_bytes,
                                       min_free_bytes=cfg.evidence.min_free_bytes,
                                       referenced=self._kept_evidence)
-        ev = cfg.evidence
-        if ev.upload != "none":
+        if (ev := cfg.evidence).upload != "none":
             self.uploader = Uploader(
                 self.data_dir / "uploads.sqlite3", cfg.drone_id, file_for=self.evidence.path,
                 delete=self.evidence.remove, policy=ev.upload, chunk_size=ev.chunk_size,
                 window=ev.upload_window, budget_bps=ev.upload_budget_bps,
+                reply_timeout_s=ev.reply_timeout_s, confirm_timeout_s=ev.confirm_timeout_s,
                 encode_manifest=self._encode_manifest)
             self.uploader.sweep()
         self.publisher = Publisher(cfg.mqtt, cfg.drone_id, self.outbox,

@@ -136,6 +136,13 @@ class EvidenceConfig:
         check=_between(1, 64))
     upload_budget_bps: int = field(0, doc="Upload budget, bytes per second (0 = no limit; "
                                    "events are always sent first).", check=_non_negative)
+    reply_timeout_s: float = field(
+        10.0, doc="Send the manifest again when the gateway has not answered it (or a chunk's "
+        "progress) for this long.", check=_positive)
+    confirm_timeout_s: float = field(
+        30.0, doc="Send the manifest again when the last chunk is out and no STORED receipt "
+        "came for this long (the gateway is still storing, or the receipt was lost).",
+        check=_positive)
 
 
 @dataclass(frozen=True)

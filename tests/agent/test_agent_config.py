@@ -38,6 +38,8 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     (MINIMAL + "[mqtt]\nhots = \"x\"\n", "mqtt.hots"),
     (MINIMAL + "[outbox]\nmax_rows = 10\ntelemetry_reserve_rows = 10\n", "outbox"),
     (MINIMAL + "[evidence]\njpeg_quality = 101\n", "evidence.jpeg_quality"),
+    (MINIMAL + "[evidence]\nreply_timeout_s = 0\n", "evidence.reply_timeout_s"),
+    (MINIMAL + "[evidence]\nconfirm_timeout_s = -5\n", "evidence.confirm_timeout_s"),
     (MINIMAL + "[recognizer]\nfactory = \"pkg.mod:\"\n", "recognizer.factory"),
     (MINIMAL + "[recognizer]\nmax_rate_hz = 0\n", "recognizer.max_rate_hz"),
     (MINIMAL + "[telemetry]\nperiod_s = -1\n", "telemetry.period_s"),

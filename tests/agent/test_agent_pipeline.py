@@ -189,3 +189,13 @@ def test_frames_pending_counts_a_frame_until_it_is_through(tmp_path: Path,
         done = agent.stats()
     assert done["captured"] == 3
     assert done["processed"] + done["skipped_frames"] == 3
+
+
+def test_upload_timeouts_come_from_the_config(tmp_path: Path, closed_port: int) -> None:
+    cfg = make_config(tmp_path, closed_port,
+                      evidence={"reply_timeout_s": 2.5, "confirm_timeout_s": 45.0})
+    agent = Agent(cfg, camera=ThreeFrames(), position=FakePosition(), power=FakePower(),
+                  recognizer=SlowRecognizer(0.0))
+    with agent:
+        assert agent.uploader is not None
+        assert (agent.uploader.reply_timeout_s, agent.uploader.confirm_timeout_s) == (2.5, 45.0)
