@@ -1,19 +1,55 @@
-"""`presacop chaos`: the pure parts (the schedule, the ledger, the comparison).
-
-The short real run (`presacop chaos --drones 2 --duration 60 --seed 53 --faults
-gateway-kill,agent-kill,mosquitto-kill,kafka-pause,link-cut`) is not in the suite: on a quiet
-machine its drain took 172 s (outboxes empty long before the drain's condition was seen true),
-over the test's time budget; see docs/chaos.md."""
+"""`presacop chaos`: a short real run (its own Mosquitto + Kafka, the gateway, two agent
+processes) through a gateway kill -9, an agent kill -9, Kafka SIGSTOP and a Mosquitto kill -9:
+nothing lost, nothing written twice, the drones drained. Plus the pure parts: the schedule, the
+ledger, the comparison."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from presacop.chaos.check import KafkaView, Ledgers, compare
+from presacop.chaos.cli import render
 from presacop.chaos.plan import KINDS, WARMUP_S, plan_faults
+
+PRESACOP = str(Path(sys.executable).with_name("presacop"))
+CI_FAULTS = ("gateway-kill", "agent-kill", "mosquitto-kill", "kafka-pause", "link-cut")
+CI_SEED = 53  # at 60 s: mosquitto-kill, agent-kill, kafka-pause, gateway-kill
+RUN_LIMIT_S = 480  # brokers ~30 s + 60 s of faults + drain (<= 240 s) + delivery; then SIGTERM
+
+
+@pytest.mark.timeout(RUN_LIMIT_S + 180)
+def test_short_chaos_run_loses_nothing_and_writes_nothing_twice():
+    plan = plan_faults(60, 2, CI_SEED, CI_FAULTS)
+    assert {"gateway-kill", "agent-kill", "mosquitto-kill", "kafka-pause"} <= \
+        {f.kind for f in plan}, "the CI seed must exercise these"
+    run = subprocess.Popen([PRESACOP, "chaos", "--drones", "2", "--duration", "60", "--seed",
+                            str(CI_SEED), "--faults", ",".join(CI_FAULTS), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = run.communicate(timeout=RUN_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGTERM)  # the run stops everything it started, then exits
+        out, err = run.communicate(timeout=150)
+        pytest.fail(f"the chaos run took over {RUN_LIMIT_S} s:\n{err[-4000:]}")
+    assert out.strip(), err[-4000:]
+    summary = json.loads(out)
+    print(err[-2500:])
+    topics = summary["topics"]
+    assert run.returncode == 0, f"{render(summary)}\n{err[-3000:]}"
+    assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert [f["kind"] for f in summary["faults"]] == [f.kind for f in plan]
+    assert all(f["recovery_s"] is not None for f in summary["faults"])
+    assert topics["violations"]["accepted"] > 0 and topics["telemetry"]["accepted"] > 0
+    assert topics["evidence"]["lost"] == 0 and summary["outbox_leftovers"] == 0
+    assert summary["drained_s"] is not None and summary["uploads_pending"] == 0, render(summary)
+    assert summary["gateway_starts"] == 2 and summary["drone_starts"] == 3
 
 
 def test_plan_is_seeded_and_uses_every_kind_before_repeating_one():

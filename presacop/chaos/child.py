@@ -4,9 +4,11 @@ presacop.chaos.child --index I --prefix P --mqtt HOST:PORT --root DIR --seed K -
 A one-drone `hw_sim.fleet.Fleet` (a real agent on simulated hardware) with a ledger: each message
 the agent accepts is appended to <root>/ledger/<drone>.ledger and fsync'ed (`Fleet(ledger_dir)`),
 so what it accepted is known even after its kill -9. Reusing --root resumes the drone's outbox.
-Prints one JSON line of the agent's counters per second on stdout ("settled": 1 once every
-frame the paused camera gave out is through the agent). SIGUSR1 pauses the camera (no
-new violations, uploads can finish); SIGTERM stops it: the agent drains and says goodbye.
+Prints one JSON line of the agent's counters per second on stdout; after the pause also "settled"
+(1 once every frame the paused camera gave out is through the agent) and "backlog" (messages
+queued before the pause and not yet acknowledged: telemetry goes on, so the depth never settles).
+SIGUSR1 pauses the camera (no new violations, uploads can finish); SIGTERM stops it: the agent
+drains and says goodbye.
 Exit 0 after a stop, 2 when the fleet cannot start.
 """
 
@@ -20,6 +22,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 AGENT = {"mqtt": {"session_expiry_s": 600}}
 CAMERA = {"width": 640, "height": 360, "fps": 2.0, "violation_rate": 0.3}
@@ -55,22 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     except SimError as exc:
         print(f"chaos drone {args.index}: {exc}", file=sys.stderr)
         return 2
-    paused = False
+    mark: int | None = None  # the outbox's next seq when the camera paused
     while not stop.wait(1.0):
-        if pause.is_set() and not paused:
-            paused = True
+        if pause.is_set() and mark is None:
             fleet.pause_cameras()
-        _report(fleet)
+            (drone,) = fleet.drones.values()
+            mark = drone.agent.outbox.next_seq
+        _report(fleet, mark)
     fleet.stop(timeout=20.0)
     with contextlib.suppress(Exception):  # the parent reads the outbox itself after the exit
         _report(fleet, final=True)
     return 0
 
 
-def _report(fleet: object, final: bool = False) -> None:
-    (row,) = fleet.stats()["drones"].values()  # type: ignore[attr-defined]
+def _report(fleet: Any, mark: int | None = None, final: bool = False) -> None:
+    (row,) = fleet.stats()["drones"].values()
     out = {k: int(row.get(k, 0)) for k in REPORTED}
-    out["settled"] = int(fleet.frames_settled())  # type: ignore[attr-defined]
+    out["settled"] = int(fleet.frames_settled())
+    if mark is not None and not final:
+        # Telemetry goes on after the pause: what must drain is what was queued before it.
+        # (The outbox lists violations first, then by seq: the backlog is at its front.)
+        (drone,) = fleet.drones.values()
+        out["backlog"] = sum(1 for e in drone.agent.outbox.pending(1000) if e.seq < mark)
     out["final"] = final
     print(json.dumps(out), flush=True)
 

@@ -144,14 +144,15 @@ class Chaos:
                         RECOVERY_TIMEOUT_S)
 
     def _drained(self) -> bool:
-        """Every drone's last report: camera settled, outbox and upload queue empty. Says what
-        it still waits for every DRAIN_SAY_EVERY_S."""
+        """Every drone's last report: camera settled, everything queued before the pause
+        acknowledged (the telemetry after it is drained by the agent's stop), no upload queued.
+        Says what it still waits for every DRAIN_SAY_EVERY_S."""
         waiting = []
         for d in self.drones:
             s = d.state()
-            if not (s.get("settled") == 1 and s.get("outbox_depth", 1) == 0
+            if not (s.get("settled") == 1 and s.get("backlog", 1) == 0
                     and s.get("uploads_pending", 1) == 0):
-                waiting.append(f"{d.drone_id} (outbox {s.get('outbox_depth', '?')}, uploads "
+                waiting.append(f"{d.drone_id} (backlog {s.get('backlog', '?')}, uploads "
                                f"{s.get('uploads_pending', '?')}, connected "
                                f"{s.get('connected', '?')}, settled {s.get('settled', '?')})")
         now = time.monotonic()
