@@ -7,6 +7,7 @@ Raises: OSError from `build` when `metrics.address` cannot be bound (see `Gatewa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from .config import GatewayConfig, KafkaConfig
@@ -18,15 +19,21 @@ from .service import Gateway
 from .sink import Sink
 from .systemd import Notifier
 
+log = logging.getLogger("gateway")
+
 
 def build(config: GatewayConfig, *, retire: bool = False,
           notifier: Notifier | None = None) -> Gateway:
     """The gateway of `config`, with a `PahoSource` and the backend's `Sink`."""
-    return Gateway(config, source=make_source(config, retire=retire),
-                   sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
-                   notifier=notifier, retire=retire,
-                   evidence_store=open_store(config.evidence.store),
-                   seeder=make_seeder(config), follower=make_follower(config))
+    gateway = Gateway(config, source=make_source(config, retire=retire),
+                      sink=make_sink(config.kafka, config.mqtt.effective_client_id()),
+                      notifier=notifier, retire=retire,
+                      evidence_store=open_store(config.evidence.store),
+                      seeder=make_seeder(config), follower=make_follower(config))
+    backend = config.kafka.effective_backend()
+    gateway.metrics.set_kafka_backend(backend)
+    log.info("kafka backend: %s", backend, extra={"configured": config.kafka.backend})
+    return gateway
 
 
 def make_seeder(config: GatewayConfig) -> Callable[[], Seeded] | None:
@@ -47,7 +54,7 @@ def make_source(config: GatewayConfig, *, retire: bool = False) -> PahoSource:
 def make_sink(cfg: KafkaConfig, client_id: str) -> Sink:
     """kafka-python's or confluent-kafka's adapter; topics and probe use kafka-python's admin."""
     topics, probe = TopicCreator(cfg, client_id), AdminProbe(cfg, client_id)
-    if cfg.backend == "confluent":
+    if cfg.effective_backend() == "confluent":
         from .confluent import ConfluentSink
 
         return ConfluentSink(cfg, client_id, topics, probe)

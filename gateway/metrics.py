@@ -91,9 +91,16 @@ class GatewayMetrics:
         self.latency = Histogram(p + "end_to_end_latency_seconds",
                                  "Drone time to Kafka acknowledgement (synced drone clocks only)",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self._backend = Gauge(p + "kafka_backend", "1 for the producer library in use "
+                              "(kafka.backend, \"auto\" resolved)", ["backend"], registry=r)
+        self.kafka_backend: str | None = None  # also in /healthz; None: not a library's sink
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+    def set_kafka_backend(self, backend: str) -> None:
+        self.kafka_backend = backend
+        self._backend.labels(backend).set(1)
 
 
 class _BeforeCollect(Collector):

@@ -52,6 +52,10 @@ class OutRecord:
     headers: tuple[tuple[str, bytes], ...]
     kind: str
 
+    def header(self, name: str) -> str:
+        """The value of header `name`, decoded ("" if absent)."""
+        return next((v.decode() for k, v in self.headers if k == name), "")
+
 
 @dataclass(frozen=True)
 class Receipt:

@@ -191,6 +191,7 @@ class Gateway:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         detail = {"mqtt_connected": self._source.connected, "kafka_up": self._kafka.up,
+                  "kafka_backend": self.metrics.kafka_backend,
                   "in_flight": self._in_flight, "draining": self._draining}
         return self.ready() and not self._draining, detail
 
@@ -443,7 +444,7 @@ class Gateway:
             if record.kind == "alert":
                 self._count(m.alerts)
             elif record.kind == "deadletter":
-                self._count(m.deadletter.labels(_header(record, "reason")))
+                self._count(m.deadletter.labels(record.header("reason")))
             pending.remaining -= 1
             if pending.remaining:
                 return
@@ -486,13 +487,6 @@ class Gateway:
             missing, lost, gaps = self._tracker.totals()
             per_drone = self._tracker.with_holes(MAX_DRONE_SERIES)
         return missing, lost, gaps, per_drone
-
-
-def _header(record: OutRecord, name: str) -> str:
-    for key, value in record.headers:
-        if key == name:
-            return value.decode()
-    return ""
 
 
 def _now_ms() -> int:
