@@ -48,6 +48,16 @@ DEADLETTER_RAW_MAX = 4096  # bytes of the original line kept in a dead letter
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _stdlib_json(value: dict[str, Any]) -> bytes:
+    return _ENCODE(value).encode()
+
+
+try:  # the `history` extra: the same bytes as the stdlib's encoder at a third of its CPU
+    from orjson import dumps as to_json
+except ImportError:  # pragma: no cover - without the extra
+    to_json = _stdlib_json
+
+
 class IngestError(Exception):
     """Root of the ingest errors."""
 
@@ -133,6 +143,9 @@ class _Run:
         self.summary = Summary(file=str(path), file_id=self.fid)
         self.progress = Progress(path.stat().st_size, progress)
         self.fid_bytes = self.fid.encode()
+        self.headers = {kind: [("content-type", b"application/json"), ("record-type", kind),
+                               ("record-version", b"1"), ("source-file-id", self.fid_bytes)]
+                        for kind in (b"history", b"deadletter")}
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -286,7 +299,7 @@ class _Run:
             return
         record.update(source_file=self.path.name, source_file_id=self.fid, source_line=number,
                       ingested_ms=int(time.time() * 1000))
-        self._send(self.topics[0], record["summons_number"].encode(), _ENCODE(record), number,
+        self._send(self.topics[0], record["summons_number"].encode(), to_json(record), number,
                    b"history")
         s.sent += 1
 
@@ -303,17 +316,15 @@ class _Run:
                  "payload_b64": base64.b64encode(kept).decode(), "payload_size": len(raw),
                  "payload_sha256": hashlib.sha256(raw).hexdigest(),
                  "payload_truncated": len(kept) < len(raw)}
-        self._send(self.topics[1], self.fid_bytes, _ENCODE(value), number, b"deadletter",
+        self._send(self.topics[1], self.fid_bytes, to_json(value), number, b"deadletter",
                    reason)
 
-    def _send(self, topic: str, key: bytes, value: str, number: int, kind: bytes,
+    def _send(self, topic: str, key: bytes, value: bytes, number: int, kind: bytes,
               reason: str | None = None) -> None:
-        headers = [("content-type", b"application/json"), ("record-type", kind),
-                   ("record-version", b"1"), ("source-file-id", self.fid_bytes),
-                   ("source-line", str(number).encode())]
+        headers = [*self.headers[kind], ("source-line", str(number).encode())]
         if reason is not None:
             headers.append(("reason", reason.encode()))
-        self.sender.send(topic, key, value.encode(), headers)
+        self.sender.send(topic, key, value, headers)
 
 
 def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -341,8 +352,13 @@ def _decode(raw: bytes, quirks: dict[str, int]) -> str:
 
 def _fields(text: str) -> list[str]:
     text = text.rstrip("\r\n")
-    row = next(csv.reader([text]), [])
-    if len(row) != len(HEADER) and '"' in text:
+    if '"' not in text:  # most lines: without quotes the CSV rules are a plain split
+        return text.split(",")
+    try:
+        row = next(csv.reader([text]), [])
+    except csv.Error:  # a bare CR inside the line: CSV rules refuse it, the split below not
+        row = []
+    if len(row) != len(HEADER):
         # An unbalanced stray quote swallows the rest of the line in CSV rules; the data set has
         # no quoted commas where that happens, so split plainly and let normalize strip quotes.
         plain = text.split(",")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 
 import pytest
 
 from backoffice import areas
+from backoffice.history.ingest import _fields, _stdlib_json, to_json
 from backoffice.history.progress import Progress
 from backoffice.history.progress import line as progress_line
 from backoffice.history.records import (
@@ -167,3 +169,76 @@ def test_progress_bar_on_a_terminal_only(stream: io.StringIO, drawn: bool) -> No
 def test_progress_line_text() -> None:
     assert progress_line(250, 1000, 1234, 2.0) == (
         "[#######-----------------------]  25.0%  1,234 rows  617 rows/s  ETA 0:00:06")
+
+
+# Text columns copied as they are (empty -> null): each must land under its own record key.
+PASS_THROUGH = {
+    "Plate ID": "plate", "Registration State": "registration_state", "Plate Type": "plate_type",
+    "Vehicle Body Type": "vehicle_body_type", "Vehicle Make": "vehicle_make",
+    "Issuing Agency": "issuing_agency", "Violation Location": "violation_location",
+    "Issuer Command": "issuer_command", "Issuer Squad": "issuer_squad",
+    "Violation County": "violation_county",
+    "Violation In Front Of Or Opposite": "front_or_opposite", "House Number": "house_number",
+    "Street Name": "street_name", "Intersecting Street": "intersecting_street",
+    "Sub Division": "sub_division", "Violation Legal Code": "violation_legal_code",
+    "Days Parking In Effect    ": "days_parking_in_effect",
+    "From Hours In Effect": "from_hours_in_effect", "To Hours In Effect": "to_hours_in_effect",
+    "Vehicle Color": "vehicle_color", "Unregistered Vehicle?": "unregistered_vehicle",
+    "Meter Number": "meter_number", "Violation Post Code": "violation_post_code",
+    "Violation Description": "violation_description",
+    "No Standing or Stopping Violation": "no_standing_or_stopping",
+    "Hydrant Violation": "hydrant_violation",
+    "Double Parking Violation": "double_parking_violation",
+}
+NUMBERS = {
+    "Street Code1": "street_code1", "Street Code2": "street_code2", "Street Code3": "street_code3",
+    "Violation Precinct": "violation_precinct", "Issuer Precinct": "issuer_precinct",
+    "Issuer Code": "issuer_code", "Law Section": "law_section", "Vehicle Year": "vehicle_year",
+    "Feet From Curb": "feet_from_curb",
+}
+
+
+def test_every_column_lands_under_its_own_key() -> None:
+    # normalize unpacks the row positionally: a column out of place would shift values.
+    base = row()
+    cells = {h: base[i] for i, h in enumerate(HEADER)}
+    cells.update({h: f"T{i}" for i, h in enumerate(PASS_THROUGH)})
+    cells.update({h: str(100 + i) for i, h in enumerate(NUMBERS)})
+    rec = normalize([cells[h] for h in HEADER])
+    assert {key: rec[key] for key in PASS_THROUGH.values()} == \
+        {key: f"T{i}" for i, key in enumerate(PASS_THROUGH.values())}
+    assert {key: rec[key] for key in NUMBERS.values()} == \
+        {key: 100 + i for i, key in enumerate(NUMBERS.values())}
+
+
+@pytest.mark.parametrize("text", ["19²5", "٣٣", "9" * 5000])
+def test_digits_int_refuses_are_quirks_not_crashes(text: str) -> None:
+    # '²' and Arabic-Indic digits pass str.isdigit; int() refuses the first, and 4,300 digits.
+    quirks: dict[str, int] = {}
+    rec = normalize(row(vehicle_year=text, street_code1=text), quirks)
+    assert (rec["vehicle_year"], rec["street_code1"]) == (None, None)
+    assert quirks == {"Vehicle Year": 1, "Street Code1": 1}
+    for column in ("violation_code", "summons_number", "issue_date"):
+        with pytest.raises(BadRow):
+            normalize(row(**{column: text if column != "issue_date" else f"01/01/{text}"}))
+
+
+def test_the_fast_json_writer_gives_the_stdlib_bytes() -> None:
+    # docs/kafka-records.md documents the stdlib's compact UTF-8 JSON; orjson must not differ.
+    odd = "\x00\x1f\x7f \"q\" \\ \n\t é²€ \U0001F600 \u2028"
+    records = [normalize(row(street_name=odd, plate_id="Ä")), {"n": None, "i": -3, "s": odd}]
+    for line, _ in generate_lines(300, seed=11, bad_fraction=0):
+        with contextlib.suppress(BadRow):
+            records.append(normalize(_fields(line)))
+    assert len(records) > 250
+    assert [to_json(r) for r in records] == [_stdlib_json(r) for r in records]
+    assert to_json is not _stdlib_json  # the history extra is installed where tests run
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("a,b,c\r\n", ["a", "b", "c"]),
+    ('a,"b,c",d\n', ["a", "b,c", "d"]),
+    ("a,b\rc,d\n", ["a", "b\rc", "d"]),  # a bare CR: csv refuses it, a plain split does not
+])
+def test_fields_of_a_line(line: str, expected: list[str]) -> None:
+    assert _fields(line) == expected
