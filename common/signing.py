@@ -1,5 +1,5 @@
-"""Ed25519 signatures of violations and evidence manifests: key files, the drone's signer, the
-verifiers' key registry.
+"""Ed25519 signatures of violations and evidence manifests (the drones' keys) and of evidence
+receipts (the back office's key): key files, the signers, the verifiers' key registries.
 
 The protocol defines which bytes are signed (`protocol.signing_input`); this module holds the
 keys and calls the crypto (`cryptography`, OpenSSL). One home for the three parties that need it:
@@ -13,8 +13,13 @@ Key directory (`presacop keys gen --drone ID --out DIR`, the gateway's `security
 `key_id` is a small integer (0..65535) per drone, so a drone may have several keys at once
 (rotation: add a key, move the drone to it, remove the old .pub when its messages are verified).
 
-Errors: KeyFileError (ValueError) for a key file that cannot be read or parsed, or a drone id that
-cannot have keys. `KeyRegistry.check` never raises for bad input: it returns the reason.
+Back-office receipt keys (`presacop keys gen --backoffice --out DIR`): DIR/<key_id>.key (0600,
+the gateways' `evidence.receipt_key_file`) and DIR/<key_id>.pub (the drones'
+`evidence.receipt_keys_dir` holds the .pub files: several while the gateways rotate).
+
+Errors: KeyFileError (ValueError) for a key file that cannot be read or parsed (or a private
+receipt key others may read), or a drone id that cannot have keys. `KeyRegistry.check` and
+`ReceiptKeys.check` never raise for bad input: they return the reason.
 """
 
 from __future__ import annotations
@@ -63,12 +68,21 @@ def generate_key(directory: Path, drone_id: str) -> KeyFiles:
         raise KeyFileError(f"not a drone id: {drone_id!r} (1..32 chars of [A-Za-z0-9_-])")
     if (reason := check_drone_id(drone_id)) is not None:
         raise KeyFileError(reason)
-    folder = directory / drone_id
+    return _generate(directory / drone_id, drone_id)
+
+
+def generate_backoffice_key(directory: Path) -> KeyFiles:
+    """A new back-office receipt key pair directly under `directory` (DIR/<key_id>.key, .pub),
+    with the next free key id; `drone_id` of the result is "". Raises KeyFileError."""
+    return _generate(directory, "")
+
+
+def _generate(folder: Path, drone_id: str) -> KeyFiles:
     folder.mkdir(parents=True, exist_ok=True, mode=0o755)
     used = {int(p.stem) for p in folder.glob("*.*") if p.stem.isdigit()}
     key_id = min(set(range(len(used) + 1)) - used)
     if key_id > protocol.KEY_ID_MAX:
-        raise KeyFileError(f"{drone_id} has no free key id left")
+        raise KeyFileError(f"{folder} has no free key id left")
     key = Ed25519PrivateKey.generate()
     files = KeyFiles(drone_id, key_id, folder / f"{key_id}.key", folder / f"{key_id}.pub")
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -100,7 +114,8 @@ Signed = protocol.Violation | protocol.EvidenceManifest  # the payloads a drone 
 
 
 class Signer:
-    """The drone's side: signs violations and evidence manifests with one private key."""
+    """One private key: a drone's signs its violations and evidence manifests, the back
+    office's (on the gateways) signs evidence receipts."""
 
     def __init__(self, key: Ed25519PrivateKey, key_id: int) -> None:
         if not 0 <= key_id <= protocol.KEY_ID_MAX:
@@ -131,10 +146,18 @@ class Signer:
     def encode_manifest(self, manifest: protocol.EvidenceManifest) -> bytes:
         """The signed payload of an evidence manifest (published on its drone's evidence topic).
         Raises protocol.LocalProtocolError for an invalid manifest."""
-        placeholder = dataclasses.replace(manifest, key_id=self.key_id,
+        return self._signed_frame(protocol.evidence_topic(manifest.drone_id), manifest)
+
+    def encode_receipt(self, receipt: protocol.EvidenceReceipt) -> bytes:
+        """The signed payload of an evidence receipt (published on its drone's receipt topic).
+        Raises protocol.LocalProtocolError for an invalid receipt."""
+        return self._signed_frame(protocol.receipt_topic(receipt.drone_id), receipt)
+
+    def _signed_frame(self, topic: str,
+                      frame: protocol.EvidenceManifest | protocol.EvidenceReceipt) -> bytes:
+        placeholder = dataclasses.replace(frame, key_id=self.key_id,
                                           signature=bytes(protocol.SIGNATURE_SIZE))
-        return self._signed(protocol.evidence_topic(manifest.drone_id),
-                            protocol.encode_evidence(placeholder))
+        return self._signed(topic, protocol.encode_evidence(placeholder))
 
     def _signed(self, topic: str, payload: bytes) -> bytes:
         signature = self._key.sign(protocol.signing_input(topic, payload))
@@ -204,3 +227,48 @@ class KeyRegistry:
         if key is None:
             return UNKNOWN_KEY
         return None if verify(key, topic, payload, msg.signature) else INVALID
+
+
+def private_key_error(path: Path) -> str | None:
+    """Why `path` cannot serve as a private signing key (missing, not `<key_id>.key`, readable by
+    others than its owner: it must be 0600), or None."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if not path.stem.isdigit() or path.suffix != ".key":
+        return f"{path}: the file name must be <key_id>.key"
+    if mode & 0o077:
+        return f"{path} is mode {mode:04o}: a private key must be 0600 (chmod 600 {path})"
+    return None
+
+
+class ReceiptKeys:
+    """The back office's public receipt keys, as a drone holds them: DIR/<key_id>.pub, read
+    once (a rotation installs the new key on the drones before the gateways use it)."""
+
+    def __init__(self, keys: dict[int, Ed25519PublicKey]) -> None:
+        self.keys = keys
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> ReceiptKeys:
+        """Every <key_id>.pub in `directory`. Raises KeyFileError if it cannot be read, a .pub
+        does not load, or there is none."""
+        try:
+            names = sorted(p.name for p in directory.iterdir())
+        except OSError as exc:
+            raise KeyFileError(f"receipt keys {directory}: {exc.strerror}") from exc
+        keys = {int(n[:-4]): load_public(directory / n) for n in names if _KEY_NAME.fullmatch(n)}
+        if not keys:
+            raise KeyFileError(f"receipt keys {directory}: no <key_id>.pub file in it")
+        return cls(keys)
+
+    def check(self, topic: str, payload: bytes, receipt: protocol.EvidenceReceipt) -> str | None:
+        """None when `receipt` (decoded from `payload` on `topic`) is signed by one of the keys;
+        else why not: UNSIGNED, UNKNOWN_KEY or INVALID."""
+        if receipt.key_id is None or receipt.signature is None:
+            return UNSIGNED
+        key = self.keys.get(receipt.key_id)
+        if key is None:
+            return UNKNOWN_KEY
+        return None if verify(key, topic, payload, receipt.signature) else INVALID

@@ -31,7 +31,7 @@ from common.backoff import Backoff
 from drone_agent import messages, plugins, source_extras
 from drone_agent.config import AgentConfig
 from drone_agent.dedupe import REPORTED_PREFIX, Dedupe, parse_reported, reported_key
-from drone_agent.encoders import manifest_encoder, violation_encoder
+from drone_agent.encoders import upload_options, violation_encoder
 from drone_agent.errors import EvidenceRefused, OutboxError, OutboxFull
 from drone_agent.evidence import EvidenceStore, encode_jpeg, evidence_id
 from drone_agent.hardware import (
@@ -78,7 +78,7 @@ class Agent:
             plugins.RECOGNIZER, config.recognizer.factory, config.recognizer.options)
         self.data_dir = Path(config.data_dir)
         self._encode_violation = violation_encoder(config)
-        self._encode_manifest = manifest_encoder(config)  # the same key signs manifests
+        self._upload = upload_options(config)  # manifest key, receipt keys: loaded now
         self.dedupe = Dedupe(config.violations.dedupe_window_s)
         self.clock = TimeSourceDetector(config.clock.sync_check, config.clock.gps_tolerance_s,
                                         reference=time_reference)
@@ -121,13 +121,10 @@ class Agent:
                                       quota_bytes=cfg.evidence.quota_bytes,
                                       min_free_bytes=cfg.evidence.min_free_bytes,
                                       referenced=self._kept_evidence)
-        if (ev := cfg.evidence).upload != "none":
-            self.uploader = Uploader(
-                self.data_dir / "uploads.sqlite3", cfg.drone_id, file_for=self.evidence.path,
-                delete=self.evidence.remove, policy=ev.upload, chunk_size=ev.chunk_size,
-                window=ev.upload_window, budget_bps=ev.upload_budget_bps,
-                reply_timeout_s=ev.reply_timeout_s, confirm_timeout_s=ev.confirm_timeout_s,
-                encode_manifest=self._encode_manifest)
+        if cfg.evidence.upload != "none":
+            self.uploader = Uploader(self.data_dir / "uploads.sqlite3", cfg.drone_id,
+                                     file_for=self.evidence.path, delete=self.evidence.remove,
+                                     **self._upload)
             self.uploader.sweep()
         self.publisher = Publisher(cfg.mqtt, cfg.drone_id, self.outbox,
                                    make_status=self._status_payload,

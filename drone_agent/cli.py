@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from drone_agent import plugins
     from drone_agent.assembly import from_config
     from drone_agent.config import AgentConfig
-    from drone_agent.encoders import violation_encoder
+    from drone_agent.encoders import upload_options, violation_encoder
     from drone_agent.errors import OutboxError, PluginError
     from drone_agent.hardware import HardwareError
 
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 section = getattr(config, part.section)
                 plugins.check(part, section.factory, section.options)
             violation_encoder(config)  # the signing key loads
+            upload_options(config)  # and the back office's receipt keys
             print(f"{args.config}: config OK (drone {config.drone_id})")
             return EXIT_OK
         agent = from_config(config)

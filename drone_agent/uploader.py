@@ -25,6 +25,13 @@ REJECTED (the gateway dead-lettered the upload: hash mismatch, chunk out of rang
 upload with the file kept; BUSY (store down, staging full) pauses uploads, doubling to
 `BUSY_MAX_S`, and then asks again.
 
+Receipts are checked first when the agent holds the back office's public receipt keys
+(`check_receipt`, `evidence.receipt_keys_dir`): an unsigned receipt, one of an unknown key or
+one that does not verify is ignored (counted in `receipts_bad_signature`, logged once every
+`BAD_RECEIPT_LOG_EVERY`), so nothing is deleted, ended or paused on it; the upload goes on as if
+it had not come (its timeouts ask the gateway again). Without keys every receipt on the
+drone's receipt topic is acted on (the weaker mode: the gateway's broker account can forge one).
+
 Until confirmed, an evidence file is protected from the store's quota eviction (`unconfirmed`).
 
 Raises: `UploadError` (database unusable) from the constructor and `enqueue`; nothing from the
@@ -56,6 +63,7 @@ REFUSED_PAUSE_S = 300.0  # the broker refused a chunk (ACL): try again after thi
 # Uploads fully sent and awaiting their receipt while the next one is sent: the gateway's
 # verify-store-record round trip overlaps the next image's bytes instead of idling the link.
 MAX_AWAITING = 8
+BAD_RECEIPT_LOG_EVERY = 100  # a flood of forged receipts: log the first and every 100th
 Policy = Literal["all", "unqualified", "none"]
 
 _SCHEMA = """
@@ -73,7 +81,8 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 COUNTERS = ("upload_bytes", "upload_resent_bytes", "upload_chunks", "uploads_confirmed",
-            "uploads_rejected", "uploads_missing", "upload_announces", "upload_busy")
+            "uploads_rejected", "uploads_missing", "upload_announces", "upload_busy",
+            "receipts_bad_signature")
 
 
 class UploadError(OutboxError):
@@ -100,10 +109,12 @@ class Uploader:
                  delete: Callable[[str], None], policy: Policy = "all", chunk_size: int = 16384,
                  window: int = 2, budget_bps: int = 0, reply_timeout_s: float = 10.0,
                  confirm_timeout_s: float = 30.0,
-                 encode_manifest: Callable[[EvidenceManifest], bytes] = protocol.encode_evidence
+                 encode_manifest: Callable[[EvidenceManifest], bytes] = protocol.encode_evidence,
+                 check_receipt: Callable[[str, bytes, EvidenceReceipt], str | None] | None = None
                  ) -> None:
         self.drone_id = drone_id
         self._encode_manifest = encode_manifest
+        self._check_receipt = check_receipt  # None: every receipt is believed (weaker mode)
         self.policy = policy
         self.chunk_size, self.window, self.budget_bps = chunk_size, window, budget_bps
         self.reply_timeout_s, self.confirm_timeout_s = reply_timeout_s, confirm_timeout_s
@@ -247,6 +258,8 @@ class Uploader:
             return
         if not isinstance(receipt, EvidenceReceipt) or receipt.drone_id != self.drone_id:
             return
+        if self._check_receipt is not None and not self._genuine(topic, payload, receipt):
+            return
         ident = receipt.evidence_id
         cur = next((c for c in (self._current, self._ahead) if c is not None and c.ident == ident),
                    self._awaiting.get(ident))
@@ -272,6 +285,20 @@ class Uploader:
             cur.phase = "send"
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _genuine(self, topic: str, payload: bytes, receipt: EvidenceReceipt) -> bool:
+        """Whether the back office signed `receipt`; else it is counted and ignored."""
+        assert self._check_receipt is not None
+        why = self._check_receipt(topic, payload, receipt)
+        if why is None:
+            return True
+        self._count("receipts_bad_signature")
+        bad = self.counters["receipts_bad_signature"]
+        if bad % BAD_RECEIPT_LOG_EVERY == 1:
+            log.error("uploader: %s receipt for evidence %s ignored: %s (%d so far): not "
+                      "signed by a back-office receipt key", receipt.state.name,
+                      receipt.evidence_id, why, bad)
+        return False
 
     def _retry_unanswered(self, now: float) -> None:
         """A sent upload whose receipt is overdue becomes the current one again: its manifest

@@ -9,7 +9,8 @@ docs/protocol-vectors.json.
     to_json(msg) -> dict            from_json(d) -> msg
     topic(drone_id, kind) -> str    parse_topic(topic) -> (drone_id, kind)
     message_id(msg) -> "<drone_id>:<seq>"
-    signing_input(topic, payload) -> bytes  what a signed violation's signature covers (1.1)
+    signing_input(topic, payload) -> bytes  what the signature of a violation, evidence
+                                            manifest or evidence receipt covers (1.1)
     with_signature(topic, payload, sig)     the payload with its signature put in place
 
 Evidence upload frames (schema 1.1; their own topics, see docs/protocol.md section 14):

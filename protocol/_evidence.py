@@ -6,14 +6,17 @@
     manifest  [schema, 0, evidence_id bin8, sha256 bin32, size, chunk_size, content_type,
                violation_seq, key_id?, signature bin8(64)?]
     chunk     [schema, 1, evidence_id bin8, index, data bin]
-    receipt   [schema, 2, evidence_id bin8, state, next_index, reason str|nil]
+    receipt   [schema, 2, evidence_id bin8, state, next_index, reason str|nil, key_id?,
+               signature bin8(64)?]
 
 These are transfer frames, not drone messages: no seq, no time, no message id. The evidence id is
 the first 8 bytes of the SHA-256 the manifest declares, as in the violation that names it.
 Chunk `index` covers bytes [index * chunk_size, min(size, (index + 1) * chunk_size)).
 A manifest may be signed by its drone like a violation (`key_id`, `signature`: both or neither;
 the signed bytes are `protocol.signing_input`): the SHA-256 it declares then binds the image to
-the drone's key, and the chunks need no signature of their own.
+the drone's key, and the chunks need no signature of their own. A receipt may be signed the
+same way by the back office's receipt key (the gateway signs, the drone checks): then only the
+back office, not whoever can publish on the receipt topic, can tell a drone to delete an image.
 Decoding follows the 1.x rules (docs/protocol.md section 14): the topic first, then the schema,
 then the form, the array length and the fields in order; only ProtocolError leaves
 `decode_evidence`.
@@ -41,6 +44,7 @@ MAX_EVIDENCE_SIZE = 16 * 1024 * 1024  # one object; a 1080p JPEG at q85 is ~220 
 # fields of later minors (e.g. a signature on the manifest).
 MAX_EVIDENCE_MESSAGE = MAX_CHUNK_SIZE + 256
 MANIFEST_SIGNATURE_INDEX = 9  # the signed bytes leave out this element's 64 value bytes
+RECEIPT_SIGNATURE_INDEX = 7
 CONTENT_TYPE_RE = re.compile(r"[a-z]{1,16}/[a-z0-9.+-]{1,47}")
 REASON_RE = re.compile(r"[a-z0-9_]{1,64}")
 _PREFIX = "presacop/v1/drones/"
@@ -96,6 +100,9 @@ class EvidenceReceipt:
     state: ReceiptState
     next_index: int = 0
     reason: str | None = None
+    # 1.1: which back-office receipt key signed it and the Ed25519 signature (common.signing)
+    key_id: int | None = None
+    signature: bytes | None = None
 
 
 EvidenceFrame = EvidenceManifest | EvidenceChunk | EvidenceReceipt
@@ -103,9 +110,10 @@ _FIELDS = {
     Form.MANIFEST: ("schema", "form", "evidence_id", "sha256", "size", "chunk_size",
                     "content_type", "violation_seq", "key_id", "signature"),
     Form.CHUNK: ("schema", "form", "evidence_id", "index", "data"),
-    Form.RECEIPT: ("schema", "form", "evidence_id", "state", "next_index", "reason"),
+    Form.RECEIPT: ("schema", "form", "evidence_id", "state", "next_index", "reason", "key_id",
+                   "signature"),
 }
-_OPTIONAL = {Form.MANIFEST: 2, Form.CHUNK: 0, Form.RECEIPT: 1}
+_OPTIONAL = {Form.MANIFEST: 2, Form.CHUNK: 0, Form.RECEIPT: 3}
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -176,12 +184,7 @@ def encode_evidence(frame: EvidenceFrame) -> bytes:
                 _data(frame.data, err)]
     elif isinstance(frame, EvidenceReceipt):
         head[1] = Form.RECEIPT
-        body = [v.int_in(frame.state, "$.state", 0, max(ReceiptState), err),
-                v.int_in(frame.next_index, "$.next_index", 0, MAX_EVIDENCE_SIZE, err),
-                None if frame.reason is None else v.text(frame.reason, "$.reason", REASON_RE,
-                                                         err)]
-        if body[-1] is None:
-            body.pop()  # canonical: an absent reason is left out
+        body = _receipt_body(frame, err)
     else:
         raise err("bad_type", f"not an evidence frame: {type(frame).__name__}", "$")
     return msgpack.packb([int(head[0]), int(head[1]), head[2], *body], use_bin_type=True)
@@ -199,6 +202,15 @@ def _manifest_body(m: EvidenceManifest, err: ErrorClass) -> list[Any]:
     if m.key_id is not None or m.signature is not None:
         body += v.signature_fields(m.key_id, m.signature, err)
     return body
+
+
+def _receipt_body(r: EvidenceReceipt, err: ErrorClass) -> list[Any]:
+    body = [v.int_in(r.state, "$.state", 0, max(ReceiptState), err),
+            v.int_in(r.next_index, "$.next_index", 0, MAX_EVIDENCE_SIZE, err),
+            None if r.reason is None else v.text(r.reason, "$.reason", REASON_RE, err)]
+    if r.key_id is not None or r.signature is not None:
+        return body + list(v.signature_fields(r.key_id, r.signature, err))  # reason nil stays
+    return body if body[-1] is not None else body[:-1]  # canonical: an absent reason left out
 
 
 def _sha256(value: object, err: ErrorClass) -> bytes:
@@ -238,12 +250,11 @@ def decode_evidence(data: bytes | bytearray | memoryview, topic: str) -> Evidenc
         next_index = v.int_in(fields[4], "$.next_index", 0, MAX_EVIDENCE_SIZE, err)
         reason = v.optional_text(fields[5] if len(fields) > 5 else None, "$.reason", REASON_RE,
                                  err)
-        return EvidenceReceipt(drone, ident, state, next_index, reason)
+        return EvidenceReceipt(drone, ident, state, next_index, reason,
+                               *_signature(fields, RECEIPT_SIGNATURE_INDEX))
     if not isinstance(fields[3], bytes) or len(fields[3]) != 32:
         raise err("bad_type", "expected bin 32 (a SHA-256)", "$.sha256")
-    key_id, signature = [*fields[8:10], None, None][:2]
-    if key_id is not None or signature is not None:
-        key_id, signature = v.signature_fields(key_id, signature, err)
+    key_id, signature = _signature(fields, MANIFEST_SIGNATURE_INDEX)
     manifest = EvidenceManifest(
         drone, ident, fields[3].hex(), v.int_in(fields[4], "$.size", 1, MAX_EVIDENCE_SIZE, err),
         v.int_in(fields[5], "$.chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE, err),
@@ -253,6 +264,14 @@ def decode_evidence(data: bytes | bytearray | memoryview, topic: str) -> Evidenc
         raise err("inconsistent", "evidence_id is not the first 8 bytes of sha256",
                   "$.evidence_id")
     return manifest
+
+
+def _signature(fields: list[Any], index: int) -> tuple[int | None, bytes | None]:
+    """The optional (key_id, signature) pair ending at `index`: both or neither."""
+    key_id, signature = [*fields[index - 1:index + 1], None, None][:2]
+    if key_id is None and signature is None:
+        return None, None
+    return v.signature_fields(key_id, signature, RemoteProtocolError)
 
 
 def _unpack(data: object) -> list[Any]:

@@ -1,8 +1,9 @@
 """What a message signature covers (schema 1.1), without any cryptography.
 
-Two payloads are signed: violations and evidence manifests (their topics name the drone and what
-they are). Each carries two appended fields: `key_id` (which of the drone's keys) and
-`signature` (64 bytes, Ed25519, as msgpack bin 8: `c4 40` + 64 bytes). The signature covers
+Three payloads are signed: violations and evidence manifests by their drone, evidence receipts
+by the back office (their topics name the drone and what they are). Each carries two appended
+fields: `key_id` (which of the signer's keys) and `signature` (64 bytes, Ed25519, as msgpack
+bin 8: `c4 40` + 64 bytes). The signature covers
 
     SIGNING_CONTEXT || topic (UTF-8) || 0x00 || payload without the signature's 64 value bytes
 
@@ -23,8 +24,8 @@ import msgpack
 from protocol._errors import RemoteProtocolError
 from protocol._evidence import (
     MANIFEST_SIGNATURE_INDEX,
+    RECEIPT_SIGNATURE_INDEX,
     Form,
-    is_evidence_topic,
     parse_evidence_topic,
 )
 from protocol._messages import Kind
@@ -47,8 +48,10 @@ def signing_input(topic: str, payload: bytes | bytearray | memoryview) -> bytes:
 
 def _signed_at(topic: str) -> tuple[int, int | None]:
     """(payload index of the signature, the form element 1 must have or None) on `topic`."""
-    if is_evidence_topic(topic):
-        parse_evidence_topic(topic)  # the drone id is checked like any topic's
+    if isinstance(topic, str) and topic.endswith(("/evidence", "/evidence/receipt")):
+        _, form = parse_evidence_topic(topic)  # the drone id is checked like any topic's
+        if form is Form.RECEIPT:
+            return RECEIPT_SIGNATURE_INDEX, Form.RECEIPT
         return MANIFEST_SIGNATURE_INDEX, Form.MANIFEST
     _, kind = parse_topic(topic)
     if kind not in SIGNATURE_INDEX:
@@ -67,7 +70,8 @@ def signature_offset(data: bytes, index: int, form: int | None = None) -> int:
         for at in range(min(index, length)):
             if at == 1 and form is not None:
                 if unpacker.unpack() != form:
-                    raise RemoteProtocolError("bad_type", "only manifests are signed", "$.form")
+                    raise RemoteProtocolError("bad_type", "only manifests and receipts are "
+                                              "signed", "$.form")
             else:
                 unpacker.skip()
         if length <= index:

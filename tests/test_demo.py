@@ -121,6 +121,9 @@ def test_short_demo_through_link_cuts_loses_nothing(stack: Stack, kept_topics: l
     evidence = summary["evidence"]
     assert evidence["expected"] > 0 and evidence["bytes"] > 0
     assert evidence["stored"] == evidence["verified"] == evidence["expected"]
+    # The drones hold the run's back-office key: they confirmed (and deleted) uploads only on
+    # receipts it signed, and ignored none of the gateway's.
+    assert evidence["uploads_confirmed"] > 0 and evidence["receipts_bad_signature"] == 0
     # Progress went to stderr, with the link cuts visible as they happened.
     assert "link CUT" in result.stderr and "link restored" in result.stderr
 

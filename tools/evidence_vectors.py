@@ -2,10 +2,10 @@
 
 Built by `tools/make_vectors.py` into docs/protocol-vectors.json under "evidence_vectors": each
 `{"name", "topic", "hex", "frame", "valid"}` where `frame` is the decoded frame as JSON (chunk
-data as `data_hex`, a manifest's signature as hex), or, for an invalid vector, null with the `code`
-and `path` the decoder fails with. Valid vectors are canonical: encoding `frame` gives `hex` again.
-The signed manifest is signed with RFC 8032's test key 1 (tools/signature_vectors.py, whose
-"signature_vectors" also check its signing input).
+data as `data_hex`, a manifest's or receipt's signature as hex), or, for an invalid vector, null
+with the `code` and `path` the decoder fails with. Valid vectors are canonical: encoding `frame`
+gives `hex` again. The signed manifest and receipt are signed with RFC 8032's test key 1
+(tools/signature_vectors.py, whose "signature_vectors" also check their signing input).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ EID = SHA[:16]
 TOPIC = protocol.evidence_topic(DRONE)
 RECEIPTS = protocol.receipt_topic(DRONE)
 MANIFEST = EvidenceManifest(DRONE, EID, SHA, len(IMAGE), 1024, "image/jpeg", 123456)
-SIGNED = signature_vectors.signed_manifest(MANIFEST, key_id=3)[0]
+SIGNED = signature_vectors.signed_frame(MANIFEST, key_id=3)[0]
+STORED = EvidenceReceipt(DRONE, EID, ReceiptState.STORED, 3)
+SIGNED_STORED = signature_vectors.signed_frame(STORED, key_id=1)[0]
 
 
 def frames() -> list[tuple[str, protocol.EvidenceFrame]]:
@@ -37,7 +39,11 @@ def frames() -> list[tuple[str, protocol.EvidenceFrame]]:
         ("chunk 0 (full)", EvidenceChunk(DRONE, EID, 0, IMAGE[:1024])),
         ("chunk 2 (the last, 514 bytes)", EvidenceChunk(DRONE, EID, 2, IMAGE[2048:])),
         ("receipt RECEIVING from chunk 1", EvidenceReceipt(DRONE, EID, ReceiptState.RECEIVING, 1)),
-        ("receipt STORED", EvidenceReceipt(DRONE, EID, ReceiptState.STORED, 3)),
+        ("receipt STORED", STORED),
+        ("receipt STORED signed by back-office key 1 (1.1; reason nil)", SIGNED_STORED),
+        ("receipt REJECTED with a reason, signed",
+         signature_vectors.signed_frame(EvidenceReceipt(
+             DRONE, EID, ReceiptState.REJECTED, 0, "bad_signature"))[0]),
         ("receipt REJECTED with a reason",
          EvidenceReceipt(DRONE, EID, ReceiptState.REJECTED, 0, "evidence_hash_mismatch")),
         ("receipt BUSY", EvidenceReceipt(DRONE, EID, ReceiptState.BUSY, 0, "store_down")),
@@ -88,6 +94,18 @@ def invalid() -> list[tuple[str, str, bytes, str, str | None]]:
         ("content type str over 255 bytes", TOPIC, _with(MANIFEST, 6, "a" * 256), "oversized",
          None),
         ("receipt state 4", RECEIPTS, _with(receipt, 3, 4), "out_of_range", "$.state"),
+        ("receipt with a key id and no signature", RECEIPTS,
+         msgpack.packb([*_fields(receipt), None, 1]), "missing_field", "$.signature"),
+        ("receipt with a signature and no key id", RECEIPTS,
+         _with(SIGNED_STORED, 6, None), "missing_field", "$.key_id"),
+        ("receipt signature of 63 bytes", RECEIPTS, _with(SIGNED_STORED, 7, b"\x00" * 63),
+         "bad_type", "$.signature"),
+        ("receipt signature as str", RECEIPTS, _with(SIGNED_STORED, 7, "sig"), "bad_type",
+         "$.signature"),
+        ("receipt key id -1", RECEIPTS, _with(SIGNED_STORED, 6, -1), "out_of_range",
+         "$.key_id"),
+        ("1.1 signed receipt with an extra element", RECEIPTS,
+         msgpack.packb([*_fields(SIGNED_STORED), 1]), "extra_field", "$[8]"),
         ("not an evidence topic", "presacop/v1/drones/nyc-0007/evidence/x",
          protocol.encode_evidence(chunk), "bad_topic", None),
         ("newer minor 1.2 manifest with an appended field is read as 1.1", TOPIC,
@@ -101,7 +119,7 @@ def frame_json(frame: protocol.EvidenceFrame) -> dict[str, Any]:
         value["data_hex"] = value.pop("data").hex()
     if isinstance(frame, EvidenceReceipt):
         value["state"] = frame.state.name.lower()
-    if isinstance(frame, EvidenceManifest) and frame.signature is not None:
+    if isinstance(frame, (EvidenceManifest, EvidenceReceipt)) and frame.signature is not None:
         value["signature"] = frame.signature.hex()
     form = {EvidenceManifest: "manifest", EvidenceChunk: "chunk", EvidenceReceipt: "receipt"}
     return {"form": form[type(frame)], **value}

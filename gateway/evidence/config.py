@@ -1,6 +1,6 @@
 """The `[evidence]` section of the gateway's config (and the store section the back office reads).
 
-    [evidence]              staging, limits, retention
+    [evidence]              staging, limits, retention, the receipt signing key
     [evidence.store]        backend = "dir" | "s3", path, bucket, prefix, endpoint_url, region
 
 S3 credentials never sit in the file: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or
@@ -12,9 +12,11 @@ Raises (through `common.config.load`): `ConfigError` naming the dotted key.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 from common.config import field
+from common.signing import KeyFileError, Signer, private_key_error
 
 GiB = 1024**3
 
@@ -25,6 +27,19 @@ def _positive(v: float) -> str | None:
 
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
+
+
+def _receipt_key(v: str) -> str | None:
+    """The back office's receipt key must exist, be `<key_id>.key`, 0600 and load."""
+    if not v:
+        return None
+    if (why := private_key_error(Path(v))) is not None:
+        return why
+    try:
+        Signer.from_file(Path(v))
+    except KeyFileError as exc:
+        return str(exc)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,4 +79,10 @@ class EvidenceConfig:
     retention_days: float = field(
         365.0, doc="`presacop evidence gc` removes stored objects older than this, except "
         "those of open alerts.", check=_positive)
+    receipt_key_file: str = field(
+        "", doc="The back office's Ed25519 receipt key, `<key_id>.key`, mode 0600 (`presacop "
+        "keys gen --backoffice`): every receipt is signed with it, so drones holding its .pub "
+        "(agent `evidence.receipt_keys_dir`) act only on receipts of the back office, not on "
+        "whatever the broker account can publish. \"\" sends receipts unsigned.",
+        check=_receipt_key)
     store: StoreConfig = dataclasses.field(default_factory=StoreConfig)

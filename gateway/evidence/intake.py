@@ -24,7 +24,10 @@ so file system and store latency never stall the events on the same connection. 
               and the MQTT acknowledgement of that last chunk sent.
 
 Receipts go to presacop/v1/drones/<drone>/evidence/receipt (QoS 1). They are the drone's only
-evidence of what the back office holds: a broker's PUBACK says nothing about the gateway.
+evidence of what the back office holds: a broker's PUBACK says nothing about the gateway. With
+`evidence.receipt_key_file` every receipt is signed with the back office's key (protocol section
+14.4), so a drone holding its public key ignores receipts forged by whoever else can publish on
+the receipt topic.
 
 Backpressure: a store failure (S3 down, disk full) keeps the staged chunks, answers BUSY and
 refuses new uploads for `busy_retry_s`; the drone asks again later with its manifest. Frames are
@@ -49,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import protocol
+from common.signing import Signer
 from gateway.evidence.config import EvidenceConfig
 from gateway.evidence.staging import Staging
 from gateway.evidence.store import EvidenceStore, StoreUnavailable
@@ -115,6 +119,7 @@ class EvidenceIntake:
         self.gateway_id = gateway_id
         self._topics = (evidence_topic, deadletter_topic)
         self._submit, self._publish = submit, publish
+        self._encode_receipt = receipt_encoder(cfg)
         self._dl_max = deadletter_max_bytes
         self._queue: queue.Queue[Frame | None] = queue.Queue()
         self._busy_until = 0.0
@@ -351,9 +356,16 @@ class EvidenceIntake:
 
     def _receipt(self, drone: str, ident: str, state: ReceiptState, next_index: int = 0,
                  reason: str | None = None) -> None:
-        payload = protocol.encode_evidence(EvidenceReceipt(drone, ident, state, next_index,
-                                                           reason))
+        payload = self._encode_receipt(EvidenceReceipt(drone, ident, state, next_index, reason))
         self._publish(protocol.receipt_topic(drone), payload)
+
+
+def receipt_encoder(cfg: EvidenceConfig) -> Callable[[EvidenceReceipt], bytes]:
+    """protocol.encode_evidence, or the back office's receipt signer (`receipt_key_file`,
+    checked when the config was loaded)."""
+    if not cfg.receipt_key_file:
+        return protocol.encode_evidence
+    return Signer.from_file(Path(cfg.receipt_key_file)).encode_receipt
 
 
 def _decoded(raw: bytes, topic: str) -> EvidenceManifest | None:

@@ -25,6 +25,8 @@ class Ledger:
     queued: int = 0  # messages still in the outboxes after the drain
     evidence: frozenset[str] = frozenset()  # evidence ids the accepted violations name
     uploads_pending: int = 0  # evidence uploads not confirmed after the drain
+    uploads_confirmed: int = 0  # on a receipt signed by the run's back-office key
+    receipts_bad_signature: int = 0  # receipts the agents ignored: not the back office's
 
 
 @dataclass
@@ -106,6 +108,9 @@ def ledger_of(fleet: Any) -> Ledger:
         queued=sum(int(row.get("outbox_depth", 0)) for row in rows.values()),
         evidence=frozenset(v.evidence_id for v in accepted),
         uploads_pending=sum(int(row.get("uploads_pending", 0)) for row in rows.values()),
+        uploads_confirmed=sum(int(row.get("uploads_confirmed", 0)) for row in rows.values()),
+        receipts_bad_signature=sum(int(row.get("receipts_bad_signature", 0))
+                                   for row in rows.values()),
     )
 
 

@@ -99,6 +99,8 @@ def evidence_summary(ledger: Ledger, evidence: Mapping[str, Mapping[str, Any]],
         "verified": len(expected & verified),
         "bytes": sum(int(evidence[i]["size"]) for i in expected & set(evidence)),
         "uploads_pending": ledger.uploads_pending,
+        "uploads_confirmed": ledger.uploads_confirmed,
+        "receipts_bad_signature": ledger.receipts_bad_signature,
         "missing_ids": sorted(expected - verified)[:20],
     }
 

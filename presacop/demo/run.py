@@ -19,7 +19,7 @@ from typing import Any
 
 from presacop.demo.brokers import Endpoints, StackHandle
 from presacop.demo.faults import plan_cuts
-from presacop.demo.gateway import GatewayProcess, evidence_store_path
+from presacop.demo.gateway import GatewayProcess, evidence_store_path, make_receipt_key
 from presacop.demo.kafka_view import KafkaWatch, create_topics, delete_topics
 from presacop.demo.ledger import ROLES, delivered_all, ledger_of
 from presacop.demo.progress import Progress, progress_line
@@ -52,6 +52,7 @@ class Demo:
         self.endpoints: Endpoints | None = None
         self.workdir: Path | None = None
         self.keys_dir: Path | None = None  # the drones' signing keys, made at start
+        self.receipt_key: Path | None = None  # the back office's receipt key, made at start
         self.gateway: GatewayProcess | None = None
         self.watch: KafkaWatch | None = None
         self.fleet: Any = None
@@ -74,8 +75,12 @@ class Demo:
         self._topics_made = True
         say(f"  topics   presacop.demo.{self.run_id}.{{{','.join(ROLES)}}}")
         # Each drone signs its violations with a key made for this run; the gateway requires it.
+        # The gateway signs its evidence receipts with the run's back-office key, and the drones
+        # act only on receipts that verify (docs/security.md, signed receipts).
         self.keys_dir = self.workdir / "drone-keys"
-        self.gateway = GatewayProcess(self.workdir, ep, self.topics, self.run_id, self.keys_dir)
+        self.receipt_key = make_receipt_key(self.workdir)
+        self.gateway = GatewayProcess(self.workdir, ep, self.topics, self.run_id, self.keys_dir,
+                                      receipt_key=self.receipt_key)
         self.gateway.start()
         say(f"  gateway  pid {self.gateway.pid}, metrics http://{self.gateway.metrics}"
             "/metrics")
@@ -93,9 +98,12 @@ class Demo:
         from hw_sim.fleet import Fleet
 
         assert self.workdir is not None and self.keys_dir is not None
+        assert self.receipt_key is not None
         fleet = Fleet(self.args.drones, ep.mqtt_host, ep.mqtt_port, self.workdir / "drones",
                       seed=self.seed, recognizer={"unqualified_rate": DEMO_UNQUALIFIED_RATE},
-                      agent=DEMO_AGENT, id_prefix=f"demo-{self.run_id}",
+                      agent={**DEMO_AGENT, "evidence": {
+                          "receipt_keys_dir": str(self.receipt_key.parent)}},
+                      id_prefix=f"demo-{self.run_id}",
                       autopilot=self.args.position_source == "mavlink", keys_dir=self.keys_dir)
         for drone_id in fleet.drone_ids:
             generate_key(self.keys_dir, drone_id)

@@ -21,7 +21,8 @@ FIX = Fix(40.75, -73.99, 30.0, 90.0, 5.0)
 
 
 class Drone:
-    def __init__(self, tmp_path: Path, drone_id: str, port: int) -> None:
+    def __init__(self, tmp_path: Path, drone_id: str, port: int, **upload: Any) -> None:
+        """`upload`: more Uploader options (e.g. `check_receipt`)."""
         self.dir = tmp_path / "drone"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.drone_id = drone_id
@@ -32,7 +33,7 @@ class Drone:
                                    if self.uploader else set())
         self.uploader = Uploader(self.dir / "uploads.sqlite3", drone_id,
                                  file_for=self.store.path, delete=self.store.remove,
-                                 chunk_size=1024, budget_bps=50_000)
+                                 chunk_size=1024, budget_bps=50_000, **upload)
         cfg = MqttConfig(port=port, backoff_min_s=0.1, backoff_max_s=0.5, keepalive_s=5)
         self.publisher = Publisher(cfg, drone_id, self.outbox, make_status=self._status,
                                    topic_for=lambda kind: topic(drone_id, Kind(kind)),

@@ -31,6 +31,8 @@ def _frame(value: dict[str, Any]) -> protocol.EvidenceFrame:
     if form == "chunk":
         return EvidenceChunk(data=bytes.fromhex(value.pop("data_hex")), **value)
     value["state"] = ReceiptState[value["state"].upper()]
+    if value.get("signature") is not None:
+        value["signature"] = bytes.fromhex(value["signature"])
     return EvidenceReceipt(**value)
 
 
@@ -126,8 +128,60 @@ def test_chunks_and_unsigned_manifests_have_no_signing_input() -> None:
         with pytest.raises(protocol.RemoteProtocolError) as info:
             protocol.signing_input(TOPIC, payload)
         assert (info.value.code, info.value.path) == ("bad_type", path)
-    with pytest.raises(protocol.TopicError):
+    with pytest.raises(protocol.RemoteProtocolError) as info:  # receipts only, on that topic
         protocol.signing_input(protocol.receipt_topic("d-1"), chunk)
+    assert (info.value.code, info.value.path) == ("bad_type", "$.form")
+    with pytest.raises(protocol.TopicError):
+        protocol.signing_input("presacop/v1/drones/d 1/evidence/receipt", chunk)
+
+
+# -- signed receipts (1.1): the back office's key -------------------------------------------------
+
+
+@given(st.sampled_from(list(ReceiptState)), st.integers(0, protocol.MAX_EVIDENCE_SIZE),
+       st.one_of(st.none(), st.from_regex(r"[a-z0-9_]{1,64}", fullmatch=True)),
+       st.integers(0, protocol.KEY_ID_MAX), st.binary(min_size=64, max_size=64))
+def test_a_signed_receipt_round_trips_within_its_size_and_signs_like_a_manifest(
+        state: ReceiptState, next_index: int, reason: str | None, key_id: int,
+        sig: bytes) -> None:
+    r = EvidenceReceipt("x" * 32, "0" * 16, state, next_index, reason, key_id, sig)
+    topic = protocol.receipt_topic(r.drone_id)
+    payload = protocol.encode_evidence(r)
+    assert protocol.decode_evidence(payload, topic) == r
+    assert 83 <= len(payload) <= 154  # docs/protocol.md section 14.2
+    at = payload.index(b"\xc4\x40" + sig)
+    assert at == len(payload) - 66  # the signature is the last element
+    assert protocol.signing_input(topic, payload) == (
+        b"presacop-sig-1\x00" + topic.encode() + b"\x00" + payload[:at + 2])
+    assert protocol.with_signature(topic, payload, b"\x07" * 64) == protocol.encode_evidence(
+        EvidenceReceipt(r.drone_id, r.evidence_id, state, next_index, reason, key_id,
+                        b"\x07" * 64))
+
+
+def test_a_signed_receipt_writes_its_reason_nil_and_an_unsigned_one_has_no_signing_input(
+        ) -> None:
+    topic = protocol.receipt_topic("d-1")
+    unsigned = protocol.encode_evidence(EvidenceReceipt("d-1", "0" * 16, ReceiptState.STORED, 3))
+    signed = protocol.encode_evidence(EvidenceReceipt("d-1", "0" * 16, ReceiptState.STORED, 3,
+                                                      None, 0, bytes(64)))
+    assert signed[:15] == b"\x98" + unsigned[1:]  # 8 elements, then the same 5 fields
+    assert signed[15:17] == b"\xc0\x00"  # reason nil (kept: position 5), key id 0
+    with pytest.raises(protocol.RemoteProtocolError) as info:
+        protocol.signing_input(topic, unsigned)
+    assert (info.value.code, info.value.path) == ("bad_type", "$.signature")
+    with pytest.raises(protocol.RemoteProtocolError) as info:  # a receipt topic's rule
+        protocol.signing_input(protocol.evidence_topic("d-1"), signed)
+    assert (info.value.code, info.value.path) == ("bad_type", "$.form")
+
+
+def test_the_encoder_refuses_half_a_receipt_signature() -> None:
+    for kw, path in (({"key_id": 1}, "$.signature"), ({"signature": bytes(64)}, "$.key_id"),
+                     ({"key_id": 1, "signature": bytes(65)}, "$.signature"),
+                     ({"key_id": 65536, "signature": bytes(64)}, "$.key_id")):
+        with pytest.raises(protocol.LocalProtocolError) as info:
+            protocol.encode_evidence(EvidenceReceipt("d-1", "0" * 16, ReceiptState.STORED, 3,
+                                                     **kw))
+        assert info.value.path == path, kw
 
 
 def test_the_encoder_refuses_half_a_signature() -> None:

@@ -1,0 +1,137 @@
+"""Signed evidence receipts on the drone (drone_agent/uploader.py `check_receipt`, the back
+office's keys from `evidence.receipt_keys_dir`): a STORED receipt that is unsigned, signed by an
+unknown key or whose signature does not verify deletes nothing and is counted; a good one deletes
+the file. Without keys, every receipt is believed (the weaker mode, as before). Through the real
+broker and gateway: tests/gateway/test_evidence_receipts.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import protocol
+from common.signing import KeyFileError, ReceiptKeys, Signer, generate_backoffice_key
+from drone_agent.encoders import upload_options
+from protocol import EvidenceReceipt, ReceiptState
+from tests.agent.agent_helpers import make_config
+from tests.agent.test_agent_uploader import DRONE, Client, add, make
+
+TOPIC = protocol.receipt_topic(DRONE)
+
+
+@pytest.fixture
+def backoffice(tmp_path: Path) -> tuple[Path, Signer]:
+    """The back office's receipt key directory (0.key, 0.pub) and its signer."""
+    files = generate_backoffice_key(tmp_path / "backoffice-keys")
+    return files.public.parent, Signer.from_file(files.private)
+
+
+def forgeries(good: Signer, receipt: EvidenceReceipt) -> dict[str, bytes]:
+    """A STORED receipt as whoever holds the broker account could make it."""
+    flipped = bytearray(good.encode_receipt(receipt))
+    flipped[-1] ^= 0x01  # one bit of the signature
+    other = Signer(Ed25519PrivateKey.generate(), good.key_id)  # the right key id, another key
+    return {"unsigned": protocol.encode_evidence(receipt),
+            "unknown key": Signer(Ed25519PrivateKey.generate(), 9).encode_receipt(receipt),
+            "bit-flipped signature": bytes(flipped),
+            "another key under the same id": other.encode_receipt(receipt)}
+
+
+def test_a_forged_stored_receipt_deletes_nothing_and_is_counted(
+        tmp_path: Path, backoffice: tuple[Path, Signer],
+        caplog: pytest.LogCaptureFixture) -> None:
+    directory, signer = backoffice
+    up, store = make(tmp_path, check_receipt=ReceiptKeys.from_dir(directory).check)
+    ident = add(up, store)
+    client = Client()
+    up.on_connect(client)
+    up.fill(client, events_idle=True)  # the manifest is out, the upload awaits its answer
+    stored = EvidenceReceipt(DRONE, ident, ReceiptState.STORED, 4)
+    with caplog.at_level(logging.ERROR, "drone_agent.uploader"):
+        for name, payload in forgeries(signer, stored).items():
+            up.on_receipt(payload, TOPIC)
+            assert store.path(ident).exists(), name
+            assert up.unconfirmed() == {ident}, name
+    assert up.stats()["receipts_bad_signature"] == 4
+    assert up.stats()["uploads_confirmed"] == 0
+    assert len(caplog.records) == 1  # logged once, not once per forgery
+    assert "unsigned" in caplog.records[0].getMessage()
+    # Forged REJECTED and BUSY do not end or pause the upload either.
+    for state in (ReceiptState.REJECTED, ReceiptState.BUSY):
+        up.on_receipt(protocol.encode_evidence(EvidenceReceipt(DRONE, ident, state, 0, "x")),
+                      TOPIC)
+    assert up.stats()["upload_busy"] == 0 and up.stats()["uploads_rejected"] == 0
+    up.on_receipt(signer.encode_receipt(EvidenceReceipt(DRONE, ident, ReceiptState.RECEIVING, 0)),
+                  TOPIC)
+    client.puback(up)
+    up.fill(client, events_idle=True)
+    assert client.chunks() == [0, 1]  # a signed RECEIVING moves the upload on
+    up.on_receipt(signer.encode_receipt(stored), TOPIC)
+    assert not store.path(ident).exists() and up.unconfirmed() == set()
+    assert up.stats()["uploads_confirmed"] == 1 and up.stats()["receipts_bad_signature"] == 6
+
+
+def test_the_same_signed_receipt_for_another_drone_is_refused(
+        tmp_path: Path, backoffice: tuple[Path, Signer]) -> None:
+    directory, signer = backoffice
+    up, store = make(tmp_path, check_receipt=ReceiptKeys.from_dir(directory).check)
+    ident = add(up, store)
+    theirs = signer.encode_receipt(EvidenceReceipt("up-2", ident, ReceiptState.STORED, 4))
+    up.on_receipt(theirs, TOPIC)  # replayed on this drone's topic: the topic is signed
+    assert store.path(ident).exists() and up.stats()["receipts_bad_signature"] == 1
+
+
+def test_rotation_any_installed_key_is_accepted(tmp_path: Path,
+                                                backoffice: tuple[Path, Signer]) -> None:
+    directory, old = backoffice
+    new = Signer.from_file(generate_backoffice_key(directory).private)
+    assert new.key_id == 1
+    up, store = make(tmp_path, check_receipt=ReceiptKeys.from_dir(directory).check)
+    first, second = add(up, store), add(up, store)
+    for signer, ident in ((old, first), (new, second)):
+        up.on_receipt(signer.encode_receipt(EvidenceReceipt(DRONE, ident, ReceiptState.STORED)),
+                      TOPIC)
+        assert not store.path(ident).exists()
+
+
+def test_without_keys_every_receipt_is_believed(tmp_path: Path) -> None:
+    up, store = make(tmp_path)  # the weaker mode: no receipt_keys_dir
+    ident = add(up, store)
+    up.on_receipt(protocol.encode_evidence(EvidenceReceipt(DRONE, ident, ReceiptState.STORED)),
+                  TOPIC)
+    assert not store.path(ident).exists() and up.stats()["receipts_bad_signature"] == 0
+
+
+def test_the_config_loads_the_keys_or_names_what_is_wrong(
+        tmp_path: Path, backoffice: tuple[Path, Signer]) -> None:
+    directory, signer = backoffice
+    cfg = make_config(tmp_path / "d", 1883, evidence={"receipt_keys_dir": str(directory)})
+    check = upload_options(cfg)["check_receipt"]
+    receipt = EvidenceReceipt("drone-t1", "0" * 16, ReceiptState.STORED)
+    assert check(protocol.receipt_topic("drone-t1"), signer.encode_receipt(receipt),
+                 protocol.decode_evidence(signer.encode_receipt(receipt),
+                                          protocol.receipt_topic("drone-t1"))) is None
+    assert upload_options(make_config(tmp_path / "d", 1883))["check_receipt"] is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "0.pub").write_text("not a key")
+    for where, expected in ((tmp_path / "missing", "No such file"), (empty, "no <key_id>.pub"),
+                            (bad, "cannot read a public key")):
+        cfg = make_config(tmp_path / "d", 1883, evidence={"receipt_keys_dir": str(where)})
+        with pytest.raises(KeyFileError, match=r"evidence\.receipt_keys_dir") as info:
+            upload_options(cfg)
+        assert expected in str(info.value) and str(where) in str(info.value)
+
+
+def test_the_private_key_is_0600_and_not_needed_on_the_drone(
+        tmp_path: Path, backoffice: tuple[Path, Signer]) -> None:
+    directory, _ = backoffice
+    assert (directory / "0.key").stat().st_mode & 0o777 == 0o600
+    os.remove(directory / "0.key")  # only the .pub files go onto drones
+    assert set(ReceiptKeys.from_dir(directory).keys) == {0}
