@@ -1,12 +1,14 @@
 """bench/gateway.py's accounting, without brokers: latency is arrival minus the publishers' own
-publish time (never the message's time_ms, which the protocol floors to 40 ms)."""
+publish time (never the message's time_ms, which the protocol floors to 40 ms); loss and
+duplicates count only the run's own drones."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -64,3 +66,24 @@ def test_publish_times_come_back_by_message_id(bench: ModuleType) -> None:
     pubs.done = {0: {"sent_ms": [10.0, 11.0, 12.0]}, 1: {"sent_ms": [20.0]}}
     assert pubs.sent_ms() == {"tp0d0000:0": 10.0, "tp0d0000:1": 11.0, "tp0d0000:2": 12.0,
                               "tp1d0000:0": 20.0}
+
+
+def test_only_this_runs_drones_are_accounted(bench: ModuleType) -> None:
+    # Statuses retained on a shared broker reach every gateway of a share group as it subscribes,
+    # so both may write them: they are other drones' records, not the run's duplicates.
+    def rec(topic: str, value: dict[str, str], ts: int = 1) -> SimpleNamespace:
+        return SimpleNamespace(topic=topic, value=json.dumps(value).encode(), timestamp=ts,
+                               timestamp_type=1)
+
+    records = [rec("m", {"id": "rp0d0000:0"}), rec("m", {"id": "rp0d0000:0"}, 2),
+               rec("m", {"id": "rwp0d0000:0"}), rec("m", {"id": "demo-1:7"}),
+               rec("m", {"id": "demo-1:7"}), rec("m", {"id": "demo-2:3"}),
+               rec("dl", {"drone_id": "rp0d0001"}), rec("dl", {"drone_id": "demo-1"})]
+    per_topic, seen, types, foreign = bench.Bench.tally(
+        records, ["m"], lambda r: json.loads(r.value)["id"], warm="rw", own="rp")
+    assert seen == {"rp0d0000:0": [1, 2]}  # the run's own repeat stays a duplicate
+    assert foreign == {"demo-1:7": 2, "demo-2:3": 1}
+    assert per_topic == {"m": 2, "dl": 1} and types == {1}
+    row = bench.Row("r", "bridge", 1)
+    bench.Bench.account(row, {"rp0d0000:0"}, seen, 0.5, types, None)
+    assert (row.found, row.lost, row.duplicates) == (1, 0, 1)
