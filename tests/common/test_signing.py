@@ -1,5 +1,6 @@
 """common.signing: key files, the drone's signer and the verifiers' key registry (real Ed25519),
-and the reserved drone ids of common.accounts."""
+the back office's receipt key (`presacop keys gen --backoffice`), and the reserved drone ids of
+common.accounts."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from common.signing import (
     UNSIGNED,
     KeyFileError,
     KeyRegistry,
+    ReceiptKeys,
     Signer,
     generate_key,
+    private_key_error,
     verify,
 )
 
@@ -123,3 +126,32 @@ def test_verify_is_false_for_a_payload_without_a_signature_field(tmp_path: Path)
     files = generate_key(tmp_path, "drone-a")
     key = KeyRegistry(tmp_path).keys("drone-a")[files.key_id]
     assert not verify(key, TOPIC_A, protocol.encode(VIO), bytes(64))
+
+
+def test_keys_gen_backoffice_writes_the_receipt_key_pair(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    import argparse
+
+    from presacop import keys as keys_cli
+
+    parser = argparse.ArgumentParser()
+    keys_cli.add_arguments(parser)
+    out = tmp_path / "bo"
+    for _ in range(2):  # a second key for a rotation gets the next id
+        assert keys_cli.run(parser.parse_args(["gen", "--backoffice", "--out", str(out)])) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0.key", "0.pub", "1.key", "1.pub"]
+    assert stat.S_IMODE((out / "1.key").stat().st_mode) == 0o600
+    assert "evidence.receipt_key_file" in capsys.readouterr().out
+    receipt = protocol.EvidenceReceipt("drone-a", "0123456789abcdef",
+                                       protocol.ReceiptState.STORED, 3)
+    payload = Signer.from_file(out / "1.key").encode_receipt(receipt)
+    topic = protocol.receipt_topic("drone-a")
+    signed = protocol.decode_evidence(payload, topic)
+    assert isinstance(signed, protocol.EvidenceReceipt) and signed.key_id == 1
+    assert ReceiptKeys.from_dir(out).check(topic, payload, signed) is None
+    with pytest.raises(SystemExit):  # --drone and --backoffice exclude each other
+        parser.parse_args(["gen", "--backoffice", "--drone", "d-1"])
+    (out / "1.key").chmod(0o640)
+    assert "must be 0600" in (private_key_error(out / "1.key") or "")
+    assert private_key_error(out / "0.key") is None
