@@ -50,7 +50,11 @@ _HEADING_SCALE, _SPEED_SCALE, _CONF_SCALE = c.HEADING_SCALE, c.SPEED_SCALE, c.CO
 _HEADING, _SPEED, _CONF = c.HEADING_RANGE, c.SPEED_RANGE, c.CONFIDENCE_RANGE
 _FLAGS_MAX, _EXT_MAX, _EXT_SHIFT = c.FLAGS_WIRE_MAX, c.FLAGS_EXT_MAX, c.FLAGS_EXT_SHIFT
 _CODES = protocol.VIOLATION_CODES
-_PLATE, _REGION, _VEHICLE = v.PLATE_RE.fullmatch, v.REGION_RE.fullmatch, v.VEHICLE_TEXT_RE.fullmatch
+_PLATE, _REGION = v.PLATE_RE.fullmatch, v.REGION_RE.fullmatch
+# Cached: a fleet reports few distinct makes, colours and bodies (the regex was 3% of the
+# gateway's GIL time); a str is immutable, so its verdict cannot change.
+_VEHICLE = functools.lru_cache(maxsize=4096)(
+    lambda d: v.VEHICLE_TEXT_RE.fullmatch(d) is not None)
 _BOOL = {True: "true", False: "false"}
 
 

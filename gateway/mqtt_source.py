@@ -370,6 +370,7 @@ class PahoSource:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish_lean = self._on_publish_lean
         client.on_disconnect = self._on_disconnect
         client.on_unsubscribe = self._on_unsubscribe
         return client
@@ -416,17 +417,30 @@ class PahoSource:
         self._lost()
 
     def _on_message(self, _client: object, _userdata: object, message: Any) -> None:
-        if message.qos > 0 and self._room() <= 0:
+        """What paho decodes itself (QoS 0/2, PUBLISHes with properties)."""
+        try:
+            topic: str | bytes = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(message._topic)  # paho keeps the raw bytes only privately
+        self._take(topic, bytes(message.payload), message.qos, bool(message.retain),
+                   bool(message.dup), message.mid)
+
+    def _on_publish_lean(self, raw_topic: bytes, payload: bytes, mid: int, dup: bool,
+                         retain: bool) -> None:
+        """A QoS 1 PUBLISH from mqtt_wire's lean decode (most of them)."""
+        try:
+            topic: str | bytes = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:
+            topic = raw_topic
+        self._take(topic, payload, 1, retain, dup, mid)
+
+    def _take(self, topic: str | bytes, payload: bytes, qos: int, retain: bool, dup: bool,
+              mid: int) -> None:
+        if qos > 0 and self._room() <= 0:
             # Read only to keep the connection alive while full (see _hold_back): not taken,
             # not acknowledged; the broker redelivers it after the reconnect in _serve.
             self._deferred += 1
             self.counts.deferred += 1
             return
-        try:
-            topic: str | bytes = message.topic
-        except UnicodeDecodeError:
-            topic = bytes(message._topic)  # paho keeps the raw bytes only privately
         self._last_delivery = time.monotonic()
-        self._batch.append(Delivery(topic, bytes(message.payload), message.qos,
-                                    bool(message.retain), bool(message.dup), message.mid,
-                                    self._generation))
+        self._batch.append(Delivery(topic, payload, qos, retain, dup, mid, self._generation))

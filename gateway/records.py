@@ -18,6 +18,8 @@ from typing import Any
 
 import protocol
 
+from .frozen import fast_init
+
 # Version of the gateway's record envelope (the fields added around the protocol's JSON, the alert
 # and dead-letter formats). The message's own schema is `protocol.SCHEMA_VERSION`.
 RECORD_VERSION = "1"
@@ -41,6 +43,7 @@ VIOLATION_FIELDS = ("code_status", "revision")
 CODE_STATUSES = ("drone", "pending", "officer_set", "officer_changed")
 
 
+@fast_init
 @dataclass(frozen=True)
 class OutRecord:
     """One record to produce. `kind` is the record type (telemetry, violation, status, alert,
@@ -57,6 +60,7 @@ class OutRecord:
         return next((v.decode() for k, v in self.headers if k == name), "")
 
 
+@fast_init
 @dataclass(frozen=True)
 class Receipt:
     """What the gateway knew when a message arrived."""

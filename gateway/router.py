@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import protocol
 
 from .config import TopicsConfig
+from .frozen import fast_init
 from .records import OutRecord, Receipt, alert_record, dead_letter_record, message_record
 
 # Dead-letter reasons of the gateway's own (the protocol's `ProtocolError.code`s are the others).
@@ -48,6 +49,7 @@ class RouteSettings:
     require_signatures: bool = False
 
 
+@fast_init
 @dataclass(frozen=True)
 class Routed:
     """The outcome for one MQTT message.

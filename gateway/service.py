@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,7 @@ class Gateway:
         self._counts: dict[Any, int] = {}
         self._produced_by_kind: dict[str, Any] = {}
         self._source_seen = SourceCounts()  # the source's counts already added to the metrics
+        self._latency, self._latency_sum = [0] * (len(m.latency.bounds) + 1), 0.0  # the same
         m.before_collect = self._flush_counts
         m.in_flight.set_function(lambda: self._in_flight)
         m.in_flight_max.set_function(lambda: self._in_flight_max)
@@ -304,6 +306,8 @@ class Gateway:
     def _flush_counts(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, {}
+            self.metrics.latency.add(self._latency, self._latency_sum)
+            self._latency, self._latency_sum = [0] * len(self._latency), 0.0
         now, seen, m = self._source.counts, self._source_seen, self.metrics
         for counter, name in ((m.mqtt_connects, "connects"), (m.stale_acks, "stale_acks"),
                               (m.deferred, "deferred")):
@@ -453,9 +457,11 @@ class Gateway:
             self._in_flight -= 1
             for delivery in pending.deliveries:
                 self._ack_now(delivery)
-        routed = pending.routed
-        if routed.time_trusted and routed.drone_time_ms is not None:
-            self.metrics.latency.observe(max(0.0, (_now_ms() - routed.drone_time_ms) / 1000))
+            routed = pending.routed
+            if routed.time_trusted and routed.drone_time_ms is not None:
+                seconds = max(0.0, (_now_ms() - routed.drone_time_ms) / 1000)
+                self._latency[bisect_left(self.metrics.latency.bounds, seconds)] += 1
+                self._latency_sum += seconds
 
     def _produced_child(self, kind: str) -> Any:
         child = self._produced_by_kind.get(kind)

@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .frozen import fast_init
 
+
+@fast_init
 @dataclass(frozen=True)
 class Delivery:
     """One PUBLISH from the broker. `topic` is bytes when it is not valid UTF-8. `mid` and

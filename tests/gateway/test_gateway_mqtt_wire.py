@@ -170,6 +170,24 @@ def test_the_lean_publish_decode_gives_what_paho_gives(cmd: int, packet: bytes) 
 
 
 @pytest.mark.parametrize(("cmd", "packet"), [
+    (0x32, _publish(0x32, b"presacop/v1/drones/d1/telemetry", 7, b"", b"\x9b\x11\x00")),
+    (0x3B, _publish(0x3B, b"a/\xff", 65535, b"", b"")),  # dup, retain, not UTF-8, empty payload
+])
+def test_the_lean_callback_gets_what_paho_gives(cmd: int, packet: bytes) -> None:
+    got: list[tuple[Any, ...]] = []
+    c = Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = lambda client, userdata, m: pytest.fail("on_message called")
+    c.on_publish_lean = lambda *fields: got.append(fields)
+    c._in_packet = {"command": cmd, "packet": bytearray(packet)}
+    assert c._handle_publish() == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    paho = _decoded(mqtt.Client._handle_publish, cmd, packet)
+    (topic, payload, mid, dup, retain), = got
+    assert (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, topic, payload, type(payload), mid, 1, dup,
+            retain, None) == paho
+    assert type(topic) is bytes
+
+
+@pytest.mark.parametrize(("cmd", "packet"), [
     (0x32, _publish(0x32, b"a/b", 7, b"\x01\x01", b"payload")),  # a property: paho decodes it
     (0x30, _publish(0x30, b"a/b", None, b"", b"qos0")),
 ])
