@@ -54,8 +54,13 @@ class StatsConfig:
     stats_dir: str = field(".state/stats", doc="Statistics tables (Parquet), read by the report.")
     checkpoint_dir: str = field(".state/spark-checkpoints", doc="Structured Streaming "
                                 "checkpoints: keep them, or the archive is written twice.")
-    trigger_s: float = field(2.0, doc="Micro-batch interval of `stats run` (continuous mode).",
+    trigger_s: float = field(2.0, doc="Micro-batch interval of the statistics query of `stats "
+                             "run` (continuous mode): the event -> statistic delay.",
                              check=_positive)
+    archive_trigger_s: float = field(10.0, doc="Micro-batch interval of the archive query: "
+                                     "longer than `trigger_s`, so archive batches seldom compete "
+                                     "with a statistics batch and Parquet files are fewer and "
+                                     "larger.", check=_positive)
     shuffle_partitions: int = field(2, doc="spark.sql.shuffle.partitions: about the cores "
                                     "(local[2]: 2; a cluster: 2-3x its executor cores).",
                                     check=_positive)

@@ -9,8 +9,9 @@
 
 Both start from the earliest offsets the first time and from their checkpoints
 (`stats.checkpoint_dir/{archive,stats}`) afterwards. `once=True` processes what is in Kafka now
-(availableNow) and returns; otherwise the job runs until SIGTERM/SIGINT, a micro-batch every
-`stats.trigger_s`.
+(availableNow) and returns; otherwise the job runs until SIGTERM/SIGINT, a statistics
+micro-batch every `stats.trigger_s` and an archive one every `stats.archive_trigger_s` (an archive
+batch on the same cores delays the statistics batch beside it: measured, docs/statistics.md).
 
 Raises `jars.JarError` (no connector jars), Spark's `StreamingQueryException` when a query fails.
 """
@@ -56,15 +57,15 @@ class StatsJob:
         cfg = self.cfg
         kafka_clients.ensure_topics(cfg.kafka, cfg.archived_topics())
         checkpoints = cfg.stats.checkpoint_dir.rstrip("/")
-        trigger = {"availableNow": True} if once else {
-            "processingTime": f"{cfg.stats.trigger_s} seconds"}
+        def trigger(seconds: float) -> dict[str, Any]:
+            return {"availableNow": True} if once else {"processingTime": f"{seconds} seconds"}
         archive = (self._stream(cfg.archived_topics())
                    .withColumn("date", F.to_date("timestamp")))
         self.queries.append(
             archive.writeStream.queryName("archive").format("parquet")
             .option("path", cfg.stats.archive_dir)
             .option("checkpointLocation", f"{checkpoints}/archive")
-            .partitionBy("topic", "date").trigger(**trigger).start())
+            .partitionBy("topic", "date").trigger(**trigger(cfg.stats.archive_trigger_s)).start())
         store = aggregates.StatsStore(cfg.stats.stats_dir)
         facts = aggregates.facts(self.spark, self._stream((cfg.kafka.topics.violations,)),
                                  self._stream((cfg.history.topic,)))
@@ -72,7 +73,7 @@ class StatsJob:
             facts.writeStream.queryName("stats")
             .foreachBatch(lambda batch, batch_id: aggregates.apply_batch(store, batch, batch_id))
             .option("checkpointLocation", f"{checkpoints}/stats")
-            .trigger(**trigger).start())
+            .trigger(**trigger(cfg.stats.trigger_s)).start())
 
     def wait(self) -> None:
         """Until every query ended (availableNow) or `stop()`; re-raises a query's failure."""
