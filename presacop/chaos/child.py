@@ -1,5 +1,6 @@
 """One chaos drone in its own process, so the run can kill -9 it: `python -m
-presacop.chaos.child --index I --prefix P --mqtt HOST:PORT --root DIR --seed K --keys DIR`.
+presacop.chaos.child --index I --prefix P --mqtt HOST:PORT --root DIR --seed K --keys DIR
+--receipt-keys DIR` (the drones' signing keys; the back office's public receipt keys).
 
 A one-drone `hw_sim.fleet.Fleet` (a real agent on simulated hardware) with a ledger: each message
 the agent accepts is appended to <root>/ledger/<drone>.ledger and fsync'ed (`Fleet(ledger_dir)`),
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keys", type=Path, required=True)
+    p.add_argument("--receipt-keys", type=Path, required=True,
+                   help="the back office's public receipt keys (evidence.receipt_keys_dir)")
     args = p.parse_args(argv)
     host, _, port = args.mqtt.rpartition(":")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, lambda *_: pause.set())
     fleet = Fleet(1, host, int(port), args.root / "drones", seed=args.seed, camera=CAMERA,
-                  recognizer={"unqualified_rate": UNQUALIFIED_RATE}, agent=AGENT,
+                  recognizer={"unqualified_rate": UNQUALIFIED_RATE},
+                  agent={**AGENT, "evidence": {"receipt_keys_dir": str(args.receipt_keys)}},
                   id_prefix=args.prefix, first_index=args.index, keys_dir=args.keys,
                   ledger_dir=args.root / "ledger")
     try:

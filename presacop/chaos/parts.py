@@ -57,12 +57,14 @@ class Brokers:
 
 
 class Gateway:
-    """The run's `presacop gateway` (the demo's: signatures required, evidence stored in the
-    run's directory), restartable with the same client id and session after a kill -9."""
+    """The run's `presacop gateway` (the demo's: signatures required, receipts signed with
+    `receipt_key`, evidence stored in the run's directory), restartable with the same client id
+    and session after a kill -9."""
 
     def __init__(self, workdir: Path, endpoints: Endpoints, topics: dict[str, str],
-                 run_id: str, keys_dir: Path, member: str = "") -> None:
-        self._args = (workdir, endpoints, topics, run_id, keys_dir, member)
+                 run_id: str, keys_dir: Path, member: str = "",
+                 receipt_key: Path | None = None) -> None:
+        self._args = (workdir, endpoints, topics, run_id, keys_dir, member, receipt_key)
         self.proc: GatewayProcess | None = None
         self.starts = 0
 
@@ -117,7 +119,7 @@ class DroneProc:
     """One drone: its link proxy here, its agent in a child process (presacop.chaos.child)."""
 
     def __init__(self, index: int, prefix: str, endpoints: Endpoints, root: Path, seed: int,
-                 keys_dir: Path) -> None:
+                 keys_dir: Path, receipt_keys: Path) -> None:
         self.index = index
         self.drone_id = f"{prefix}-{index:04d}"
         self.root = root
@@ -125,7 +127,8 @@ class DroneProc:
                                name=f"chaos-link-{index}").start()
         self._cmd = [sys.executable, "-m", "presacop.chaos.child", "--index", str(index),
                      "--prefix", prefix, "--mqtt", f"{self.proxy.host}:{self.proxy.port}",
-                     "--root", str(root), "--seed", str(seed), "--keys", str(keys_dir)]
+                     "--root", str(root), "--seed", str(seed), "--keys", str(keys_dir),
+                     "--receipt-keys", str(receipt_keys)]
         self.child: ChildProcess | None = None
         self.last: dict[str, Any] = {}
         self.starts = 0

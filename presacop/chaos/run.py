@@ -19,6 +19,7 @@ from typing import Any
 from presacop.chaos.check import KafkaView, Ledgers, compare
 from presacop.chaos.parts import Brokers, ChaosError, DroneProc, Gateway, wait_for
 from presacop.chaos.plan import DRONE_KINDS, GATEWAY_KINDS, Fault, plan_faults
+from presacop.demo.gateway import make_receipt_key
 from presacop.demo.kafka_view import create_topics
 from presacop.demo.ledger import ROLES
 
@@ -63,14 +64,16 @@ class Chaos:
         prefix = f"chaos-{self.run_id}"
         for i in range(1, args.drones + 1):
             generate_key(keys, f"{prefix}-{i:04d}")
+        receipt_key = make_receipt_key(self.workdir)  # the gateways sign receipts, drones check
         for n in range(args.gateways):  # one share group; "", "-2", ... tell the client ids apart
             self.gateways.append(Gateway(self.workdir, ep, self.topics, self.run_id, keys,
-                                         f"-{n + 1}" if n else ""))
+                                         f"-{n + 1}" if n else "", receipt_key))
             self.gateways[-1].start()
         say(f"  brokers  MQTT {ep.mqtt_host}:{ep.mqtt_port}, Kafka {ep.kafka}; "
             f"{args.gateways} gateway(s) ready")
         for i in range(1, args.drones + 1):
-            drone = DroneProc(i, prefix, ep, self.workdir / "fleet", self.seed, keys)
+            drone = DroneProc(i, prefix, ep, self.workdir / "fleet", self.seed, keys,
+                              receipt_key.parent)
             self.drones.append(drone)
             drone.start()
         if wait_for(lambda: all(d.state().get("acked", 0) > 0 for d in self.drones),
