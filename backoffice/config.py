@@ -27,6 +27,10 @@ def _topic(v: str) -> str | None:
     return None if _TOPIC.match(v) else "not a valid Kafka topic name"
 
 
+def _not_negative(v: int) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
@@ -44,6 +48,9 @@ class HistoryConfig:
         "none", doc="Producer compression (gzip: ~4x smaller on the wire, more CPU per row).")
     max_line_bytes: int = field(65536, doc="Longer lines are dead-lettered (`line_too_long`).",
                                 check=_positive)
+    parsers: int = field(1, doc="Processes that parse lines beside the one that sends them (0: "
+                         "parse in the sending process; more than the cores left over by Kafka "
+                         "does not help).", check=_not_negative)
 
 
 @dataclasses.dataclass(frozen=True)

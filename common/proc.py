@@ -79,6 +79,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def die_with_parent() -> None:
+    """SIGTERM this process when the thread that started it ends (Linux; elsewhere nothing): for
+    children that are not a ChildProcess, e.g. multiprocessing workers (as their initializer)."""
+    _die_with_parent()
+
+
 class ChildProcess:
     """A child process we own; `start()` it, `stop()` it.
 

@@ -1,14 +1,17 @@
 """`presacop history ingest`: stream the NYPD CSV into Kafka in constant memory, resumably.
 
-Memory does not grow with the file: one line is read, normalized and handed to the producer at a
-time; the producer's buffer (32 MB) and one chunk of delivery futures bound the rest.
+Memory does not grow with the file: lines are read in blocks of BLOCK_LINES, parsed by
+`history.parsers` processes (`parsers.Parsers`: at most 2 * parsers + 1 blocks in flight) and
+handed to the producer in line order; the producer's buffer (32 MB) bounds the rest.
 
 Why a resume never duplicates:
 1. Lines are read in binary (a .gz is decompressed as a stream); a position is the byte offset in
    the uncompressed stream plus the line number.
-2. After every `chunk_rows` lines: `flush()` (idempotent producer, acks=all), then the checkpoint
-   file is replaced atomically (fsync + rename) with the next offset and line, the counters, and
-   the end offsets of the history and dead-letter topics at that moment.
+2. After the block that completes `chunk_rows` lines is handed to the producer: `flush()`
+   (idempotent producer, acks=all), then the checkpoint file is replaced atomically (fsync +
+   rename) with the offset and line after that block, the counters, and the end offsets of the
+   history and dead-letter topics at that moment. Blocks come back from the parsers in the
+   order they went out, so every line before that position has been acknowledged or skipped.
 3. A start that finds a checkpoint seeks to its offset, and first reads both topics from the
    checkpointed end offsets to their current end, collecting the `source-line` header of records
    whose `source-file-id` is this file's: lines a killed run sent after its last checkpoint. Those
@@ -24,8 +27,7 @@ Errors:
 
 from __future__ import annotations
 
-import base64
-import csv
+import collections
 import gzip
 import hashlib
 import json
@@ -39,23 +41,13 @@ from typing import Any, BinaryIO, TextIO
 from backoffice import kafka_clients
 from backoffice.config import BackofficeConfig
 
+from .parsers import DEAD, HISTORY, Output, Parsed, Parsers, Source, decode, fields
 from .progress import Progress
-from .records import HEADER, BadRow, check_header, normalize
+from .records import BadRow, check_header
 from .sender import SendFailed, open_sender
 
 CHECKPOINT_VERSION = 1
-DEADLETTER_RAW_MAX = 4096  # bytes of the original line kept in a dead letter
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _stdlib_json(value: dict[str, Any]) -> bytes:
-    return _ENCODE(value).encode()
-
-
-try:  # the `history` extra: the same bytes as the stdlib's encoder at a third of its CPU
-    from orjson import dumps as to_json
-except ImportError:  # pragma: no cover - without the extra
-    to_json = _stdlib_json
+BLOCK_LINES = 500  # lines a parser gets at a time (a checkpoint falls between two blocks)
 
 
 class IngestError(Exception):
@@ -143,9 +135,9 @@ class _Run:
         self.summary = Summary(file=str(path), file_id=self.fid)
         self.progress = Progress(path.stat().st_size, progress)
         self.fid_bytes = self.fid.encode()
-        self.headers = {kind: [("content-type", b"application/json"), ("record-type", kind),
-                               ("record-version", b"1"), ("source-file-id", self.fid_bytes)]
-                        for kind in (b"history", b"deadletter")}
+        self.headers = {topic: [("content-type", b"application/json"), ("record-type", kind),
+                                ("record-version", b"1"), ("source-file-id", self.fid_bytes)]
+                        for topic, kind in ((HISTORY, b"history"), (DEAD, b"deadletter"))}
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -246,28 +238,70 @@ class _Run:
     # -- the stream ---------------------------------------------------------------------
 
     def _stream(self, ckpt: dict[str, Any], skip: set[int]) -> None:
+        h = self.cfg.history
+        self.pending = 0  # lines parsed and sent since the last checkpoint
+        self.positions: collections.deque[tuple[int, int]] = collections.deque()
+        parsers = Parsers(Source(self.path.name, self.fid, h.max_line_bytes), h.parsers)
+        try:
+            with _LineReader(self.path, h.max_line_bytes) as reader:
+                reader.seek(ckpt["next_offset"])
+                at = self._read(reader, (ckpt["next_offset"], ckpt["next_line"]), skip, parsers)
+            while parsers:
+                self._apply(parsers.next())
+        finally:
+            parsers.close()
+        self._commit(*at, done=True)
+
+    def _read(self, reader: _LineReader, at: tuple[int, int], skip: set[int],
+              parsers: Parsers) -> tuple[int, int]:
+        """Hand the lines from `at` to the parsers in blocks; the position after the last."""
         s = self.summary
-        chunk = self.cfg.history.chunk_rows
-        offset, line = ckpt["next_offset"], ckpt["next_line"]
-        pending = 0
-        with _LineReader(self.path, self.cfg.history.max_line_bytes) as reader:
-            reader.seek(offset)
-            for number, raw, end in reader.lines(line):
-                if number == 1:
-                    self._header(raw)
-                elif number in skip:
-                    s.lines += 1
-                    s.skipped += 1
-                else:
-                    s.lines += 1
-                    self._row(number, raw)
-                    pending += 1
-                offset, line = end, number + 1
-                if pending >= chunk:
-                    self._commit(offset, line, done=False)
-                    pending = 0
-                self.progress.update(reader.progress, s.lines)
-        self._commit(offset, line, done=True)
+        block: list[tuple[int, bytes | None]] = []
+        size = min(BLOCK_LINES, self.cfg.history.chunk_rows)
+        for number, raw, end in reader.lines(at[1]):
+            at = (end, number + 1)
+            if number == 1:
+                self._header(raw)
+                continue
+            s.lines += 1
+            if number in skip:
+                s.skipped += 1
+            else:
+                block.append((number, raw))
+                if len(block) >= size:
+                    self._submit(parsers, block, at)
+                    block = []
+            self.progress.update(reader.progress, s.lines)
+        if block:
+            self._submit(parsers, block, at)
+        return at
+
+    def _submit(self, parsers: Parsers, block: list[tuple[int, bytes | None]],
+                at: tuple[int, int]) -> None:
+        while parsers.full():  # bounded: send what is parsed before reading on
+            self._apply(parsers.next())
+        parsers.submit(block)
+        self.positions.append(at)
+
+    def _apply(self, parsed: Parsed) -> None:
+        """Send one block's records in line order; every `chunk_rows` lines, flush and save the
+        position after the block (every line before it is then sent or skipped)."""
+        s = self.summary
+        s.blank += parsed.blank
+        for column, n in parsed.quirks.items():
+            s.quirks[column] = s.quirks.get(column, 0) + n
+        for out in parsed.outputs:
+            if out.reason is not None:
+                s.bad += 1
+                s.bad_by_reason[out.reason] = s.bad_by_reason.get(out.reason, 0) + 1
+            else:
+                s.sent += 1
+            self._send(out)
+        at = self.positions.popleft()
+        self.pending += len(parsed.outputs) + parsed.blank
+        if self.pending >= self.cfg.history.chunk_rows:
+            self._commit(*at, done=False)
+            self.pending = 0
 
     def _commit(self, offset: int, line: int, *, done: bool) -> None:
         try:
@@ -278,53 +312,15 @@ class _Run:
 
     def _header(self, raw: bytes | None) -> None:
         try:
-            check_header(_fields(_decode(raw or b"", {})))
+            check_header(fields(decode(raw or b"", {})))
         except BadRow as exc:
             raise InputError(f"{self.path}: line 1: {exc.detail}") from None
 
-    def _row(self, number: int, raw: bytes | None) -> None:
-        s = self.summary
-        if raw is None:
-            self._dead(number, b"", "line_too_long",
-                       f"longer than {self.cfg.history.max_line_bytes} bytes", None)
-            return
-        text = _decode(raw, s.quirks)
-        if not text.strip():
-            s.blank += 1
-            return
-        try:
-            record = normalize(_fields(text), s.quirks)
-        except BadRow as exc:
-            self._dead(number, raw, exc.reason, exc.detail, exc.column)
-            return
-        record.update(source_file=self.path.name, source_file_id=self.fid, source_line=number,
-                      ingested_ms=int(time.time() * 1000))
-        self._send(self.topics[0], record["summons_number"].encode(), to_json(record), number,
-                   b"history")
-        s.sent += 1
-
-    def _dead(self, number: int, raw: bytes, reason: str, detail: str,
-              column: str | None) -> None:
-        s = self.summary
-        s.bad += 1
-        s.bad_by_reason[reason] = s.bad_by_reason.get(reason, 0) + 1
-        kept = raw[:DEADLETTER_RAW_MAX]
-        value = {"record_version": "1", "reason": reason, "detail": detail,
-                 "path": column, "source": "history", "source_file": self.path.name,
-                 "source_file_id": self.fid, "line": number,
-                 "received_ms": int(time.time() * 1000),
-                 "payload_b64": base64.b64encode(kept).decode(), "payload_size": len(raw),
-                 "payload_sha256": hashlib.sha256(raw).hexdigest(),
-                 "payload_truncated": len(kept) < len(raw)}
-        self._send(self.topics[1], self.fid_bytes, to_json(value), number, b"deadletter",
-                   reason)
-
-    def _send(self, topic: str, key: bytes, value: bytes, number: int, kind: bytes,
-              reason: str | None = None) -> None:
-        headers = [*self.headers[kind], ("source-line", str(number).encode())]
-        if reason is not None:
-            headers.append(("reason", reason.encode()))
-        self.sender.send(topic, key, value, headers)
+    def _send(self, out: Output) -> None:
+        headers = [*self.headers[out.topic], ("source-line", str(out.line).encode())]
+        if out.reason is not None:
+            headers.append(("reason", out.reason.encode()))
+        self.sender.send(self.topics[out.topic], out.key, out.value, headers)
 
 
 def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -339,32 +335,6 @@ def _line_of(headers: list[tuple[str, bytes]], fid: bytes) -> int | None:
         return int(found["source-line"])
     except (KeyError, ValueError):
         return None
-
-
-def _decode(raw: bytes, quirks: dict[str, int]) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Old exports are Latin-1 in places; keep the row, count it.
-        quirks["(encoding: latin-1)"] = quirks.get("(encoding: latin-1)", 0) + 1
-        return raw.decode("latin-1")
-
-
-def _fields(text: str) -> list[str]:
-    text = text.rstrip("\r\n")
-    if '"' not in text:  # most lines: without quotes the CSV rules are a plain split
-        return text.split(",")
-    try:
-        row = next(csv.reader([text]), [])
-    except csv.Error:  # a bare CR inside the line: CSV rules refuse it, the split below not
-        row = []
-    if len(row) != len(HEADER):
-        # An unbalanced stray quote swallows the rest of the line in CSV rules; the data set has
-        # no quoted commas where that happens, so split plainly and let normalize strip quotes.
-        plain = text.split(",")
-        if len(plain) == len(HEADER):
-            return plain
-    return row
 
 
 class _LineReader:

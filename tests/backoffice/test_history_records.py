@@ -9,7 +9,7 @@ import io
 import pytest
 
 from backoffice import areas
-from backoffice.history.ingest import _fields, _stdlib_json, to_json
+from backoffice.history.parsers import Parsers, Source, _stdlib_json, fields, to_json
 from backoffice.history.progress import Progress
 from backoffice.history.progress import line as progress_line
 from backoffice.history.records import (
@@ -229,7 +229,7 @@ def test_the_fast_json_writer_gives_the_stdlib_bytes() -> None:
     records = [normalize(row(street_name=odd, plate_id="Ä")), {"n": None, "i": -3, "s": odd}]
     for line, _ in generate_lines(300, seed=11, bad_fraction=0):
         with contextlib.suppress(BadRow):
-            records.append(normalize(_fields(line)))
+            records.append(normalize(fields(line)))
     assert len(records) > 250
     assert [to_json(r) for r in records] == [_stdlib_json(r) for r in records]
     assert to_json is not _stdlib_json  # the history extra is installed where tests run
@@ -241,4 +241,27 @@ def test_the_fast_json_writer_gives_the_stdlib_bytes() -> None:
     ("a,b\rc,d\n", ["a", "b\rc", "d"]),  # a bare CR: csv refuses it, a plain split does not
 ])
 def test_fields_of_a_line(line: str, expected: list[str]) -> None:
-    assert _fields(line) == expected
+    assert fields(line) == expected
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_parser_processes_give_the_blocks_back_in_order(workers: int) -> None:
+    # The sender sends in the order blocks come back; a checkpoint between blocks relies on it.
+    lines = [(n + 2, (line + "\n").encode())
+             for n, (line, _) in enumerate(generate_lines(1200, seed=12, bad_fraction=0.02))]
+    lines[5] = (7, None)  # over max_line_bytes
+    parsers = Parsers(Source("f.csv", "0" * 16, 100), workers)
+    got = []
+    try:
+        for i in range(0, len(lines), 100):
+            while parsers.full():
+                got += parsers.next().outputs
+            parsers.submit(lines[i:i + 100])
+        assert len(parsers) <= 2 * workers + 1
+        while parsers:
+            got += parsers.next().outputs
+    finally:
+        parsers.close()
+    assert [o.line for o in got] == [n for n, _ in lines]
+    assert got[5].reason == "line_too_long"
+    assert sum(o.reason is not None for o in got) > 10
