@@ -21,6 +21,7 @@ Modules, one concern each:
     kafka_python  KafkaPythonSink: the kafka-python adapter; its errors -> ours
     confluent     ConfluentSink: the confluent-kafka adapter; its errors -> ours
     retrying      RetryingProducer: retries by `retriable`, producer rebuilds, stall watchdog
+    landed        LandedReader: reads Kafka back before an ambiguous record is sent again
     kafka_admin   topic creation and the admin probe (kafka-python's admin client)
     kafka_health  HealthProbe: the thread behind `kafka_up`
     factory       build(config): the Gateway with its real Source and Sink

@@ -291,6 +291,17 @@ class LimitsConfig:
         30.0, doc="Dedupe seed: longest read; at start it is retried until it succeeds (nothing "
         "is taken from MQTT before), after a lost connection the gateway goes on without it.",
         check=_between(1, 3600))
+    resend_check_max_records: int = field(
+        100_000,
+        doc="Before re-sending a record whose failed produce may have been written (a delivery "
+        "timeout, a rebuilt producer), the gateway reads its topic back from that attempt on, "
+        "at most this many of the newest records per partition, and does not send it again if "
+        "Kafka has it (docs/gateway.md, Duplicates); 0: re-send unchecked.",
+        check=_between(0, 100_000_000),
+    )
+    resend_check_timeout_s: float = field(
+        30.0, doc="Longest such read; one that fails or times out is tried again after the "
+        "retry delay (the record waits, it is not re-sent unchecked).", check=_between(1, 3600))
     max_seq_rate: float = field(
         50.0,
         doc="Messages per second a drone can send at most (the agent sends ~1 telemetry/s plus "

@@ -37,6 +37,12 @@ def _of(names: tuple[str, ...]) -> frozenset[int]:
     return found
 
 
+def _purged_from_queue() -> int:
+    from confluent_kafka import KafkaError
+
+    return int(KafkaError._PURGE_QUEUE)
+
+
 def translate(err: Any) -> SinkError:
     """The gateway's error for a `confluent_kafka.KafkaError` (or a `KafkaException`)."""
     cause = err if isinstance(err, BaseException) else None
@@ -53,7 +59,9 @@ def translate(err: Any) -> SinkError:
     elif code in _of(_RECORD_CODES):
         error = RecordRejected(what)
     elif err.retriable() or code < 0:
-        error = SinkError(what, retriable=True)
+        # Purged from the queue (a closed producer): never sent. Any other local error, a
+        # timeout above all, may come after the broker wrote it.
+        error = SinkError(what, retriable=True, unsent=code == _purged_from_queue())
     else:
         error = SinkError(what, retriable=bool(kafka.import_kafka().errors.for_code(code)
                                                .retriable))
@@ -100,9 +108,11 @@ class ConfluentSink(ClientSink):
                             token, None if err is None else translate(err)))
             except BufferError as exc:  # librdkafka's queue is full: serve reports, send again
                 self._producer.poll(0.05)
-                report(token, SinkError(f"BufferError: {exc}", retriable=True))
-            except KafkaException as exc:
-                report(token, translate(exc))
+                report(token, SinkError(f"BufferError: {exc}", retriable=True, unsent=True))
+            except KafkaException as exc:  # refused by `produce` itself: never queued
+                error = translate(exc)
+                error.unsent = True
+                report(token, error)
             except (ValueError, TypeError) as exc:
                 report(token, RecordRejected(f"{type(exc).__name__}: {exc}"))
 

@@ -5,7 +5,10 @@
          |                       library's own verdict (kafka-python `.retriable`, confluent-kafka
          |                       `retriable()`, see kafka_python.py / confluent.py): retried with
          |                       jittered backoff, forever (a Kafka outage); when not retriable,
-         |                       the message is dead-lettered as for RecordRejected
+         |                       the message is dead-lettered as for RecordRejected. `unsent`:
+         |                       True only when the library proves the record never left the
+         |                       gateway; else the attempt may have been written, and Kafka is
+         |                       read back before sending it again (landed.py)
          +-- ProducerFailed      the producer itself broke (fatal librdkafka error, idempotence
          |                       state lost, closed): retriable, once a new producer is built
          +-- RecordRejected      Kafka refuses this record for good (too large, bad timestamp,
@@ -37,7 +40,16 @@ class GatewayError(Exception):
 
 
 class SinkError(GatewayError):
-    """A produce attempt failed; `retriable` says whether to send the record again."""
+    """A produce attempt failed; `retriable` says whether to send the record again, `unsent`
+    whether the record certainly never reached Kafka (see the tree above)."""
+
+    unsent: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None,
+                 unsent: bool | None = None) -> None:
+        super().__init__(message, retriable=retriable)
+        if unsent is not None:
+            self.unsent = unsent
 
 
 class ProducerFailed(SinkError):

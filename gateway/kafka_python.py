@@ -15,7 +15,7 @@ from common import kafka
 from .config import KafkaConfig
 from .errors import KafkaRefused, ProducerFailed, RecordRejected, SinkError
 from .records import OutRecord
-from .sink import ClientSink, Report
+from .sink import ClientSink, Landed, Report
 
 # The record itself is unacceptable: no retry can fix it.
 _RECORD_ERRORS = ("MessageSizeTooLargeError", "RecordListTooLargeError", "InvalidTimestampError",
@@ -78,8 +78,9 @@ class KafkaPythonSink(ClientSink):
 
     reports_in_poll = False
 
-    def __init__(self, cfg: KafkaConfig, client_id: str, topics: Any, admin: Any) -> None:
-        super().__init__(cfg, client_id, topics, admin)
+    def __init__(self, cfg: KafkaConfig, client_id: str, topics: Any, admin: Any,
+                 landed: Landed | None = None) -> None:
+        super().__init__(cfg, client_id, topics, admin, landed)
         self._timeout_error: type[BaseException] = kafka.import_kafka().errors.KafkaTimeoutError
 
     def open(self) -> None:
@@ -102,15 +103,16 @@ class KafkaPythonSink(ClientSink):
         for i, (token, r) in enumerate(batch):
             try:
                 future = send(r.topic, value=r.value, key=r.key, headers=list(r.headers))
+            # A failure raised by `send` itself: the record never left the gateway (unsent).
             except self._timeout_error as exc:  # no metadata or buffer space within max_block_ms
-                report(token, translate(exc))
+                report(token, _unsent(translate(exc)))
                 continue
             except Exception as exc:
-                error = translate(exc)
+                error = _unsent(translate(exc))
                 report(token, error)
                 if isinstance(error, ProducerFailed):  # the rest waits for a new producer
                     for later, _ in batch[i + 1:]:
-                        report(later, ProducerFailed("producer rebuilt"))
+                        report(later, ProducerFailed("producer rebuilt", unsent=True))
                     return
                 continue
             future.add_callback(ok, report, token)
@@ -118,6 +120,11 @@ class KafkaPythonSink(ClientSink):
 
     def poll(self, timeout: float) -> None:
         pass  # kafka-python's I/O thread reports on its own
+
+
+def _unsent(error: SinkError) -> SinkError:
+    error.unsent = True
+    return error
 
 
 def _ok(report: Report, token: int, _metadata: Any) -> None:

@@ -17,6 +17,14 @@ Stalls: a record whose send has had no outcome for `stall_s` (long after the pro
 delivery timeout) means a wedged producer (seen with kafka-python 3.0 after a broker restart).
 Every record in it is sent again through a new producer; late reports of the old attempts are
 ignored (each attempt has its own token), so each record still ends exactly once.
+
+Ambiguous attempts: a record handed to the producer whose attempt then failed without proof
+that it never reached Kafka (a retriable `SinkError` that is not `unsent`: timeouts, expired
+requests, a failed or stalled producer) may have been written. Before it is sent again, thread
+`gateway-kafka-check` asks `Sink.landed` (landed.py: reads the topic back from the earliest such
+attempt on), for all such records waiting at that moment at once, due or not: found -> reported
+as acknowledged, not sent again; not found (or the sink cannot tell) -> sent again; Kafka
+unreadable -> checked again after the retry delay.
 """
 
 from __future__ import annotations
@@ -51,6 +59,9 @@ class _Item:
     token: int = field(default=0, compare=False)  # which send attempt a report belongs to
     sent_at: float = field(default=0.0, compare=False)
     producer: int = field(default=0, compare=False)  # the producer generation it was sent with
+    sent_ms: int = field(default=0, compare=False)  # wall time of the last attempt
+    since_ms: int = field(default=0, compare=False)  # of the first attempt that may have landed
+    unsure: bool = field(default=False, compare=False)  # check Kafka before sending it again
 
 
 class RetryingProducer:
@@ -65,7 +76,11 @@ class RetryingProducer:
         self._stall_s = stall_s
         self._on_state = on_state or (lambda up: None)
         self._on_retry = on_retry or (lambda: None)
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._check_cond = threading.Condition(lock)  # wakes the check thread
+        self._to_check: list[_Item] = []  # unsure records for the check thread
+        self._checking = 0  # records in a check now
         self._heap: list[_Item] = []  # retries, by due time
         # New records, oldest first: a deque, not the heap (a heap push/pop compares dataclasses
         # in Python: several microseconds per record on the hot path).
@@ -85,6 +100,8 @@ class RetryingProducer:
         self.refused: KafkaRefused | None = None  # the first refusal seen (the gateway stops)
         self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-kafka", daemon=True)
+        self._checker = threading.Thread(target=self._run_checks, name="gateway-kafka-check",
+                                         daemon=True)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -104,10 +121,16 @@ class RetryingProducer:
     @property
     def waiting(self) -> int:
         """Records waiting to be (re)sent: not handed to the producer yet."""
-        return len(self._heap) + len(self._fresh)
+        return len(self._heap) + len(self._fresh) + self.checking
+
+    @property
+    def checking(self) -> int:
+        """Records waiting for, or in, a read of Kafka before being sent again."""
+        return len(self._to_check) + self._checking
 
     def start(self) -> None:
         self._thread.start()
+        self._checker.start()
 
     def submit(self, record: OutRecord, callback: Callback) -> None:
         """Produce `record`; `callback` runs once, on another thread, with the outcome."""
@@ -138,8 +161,11 @@ class RetryingProducer:
             self._stopping = True
             self._stop_event.set()
             self._cond.notify_all()
+            self._check_cond.notify_all()
         if self._thread.ident is not None:  # started
             self._thread.join(timeout)
+            # A read in progress ends within its own timeout; its result is then dropped.
+            self._checker.join(min(timeout, 1.0))
         if self._thread.is_alive():
             log.error("kafka sender thread did not stop within %.0f s", timeout)
         self._sink.close(timeout)
@@ -222,6 +248,7 @@ class RetryingProducer:
             for item in items:
                 item.token = 0
                 item.due = now
+                self._mark_unsure(item)
                 heapq.heappush(self._heap, item)
         log.error("kafka producer wedged: no outcome for %d record(s) after %.0f s; rebuilding it",
                   len(stalled), self._stall_s, extra={"requeued": len(items)})
@@ -244,7 +271,12 @@ class RetryingProducer:
             due: list[_Item] = []
             while self._heap and self._heap[0].due <= now and len(due) < limit \
                     and not self._stopping:
-                due.append(heapq.heappop(self._heap))
+                item = heapq.heappop(self._heap)
+                if item.unsure:
+                    self._to_check.append(item)  # the check thread decides
+                    self._check_cond.notify()
+                else:
+                    due.append(item)
             fresh = self._fresh
             while fresh and len(due) < limit and not self._stopping:
                 due.append(fresh.popleft())
@@ -254,11 +286,13 @@ class RetryingProducer:
         """Register the attempts under one lock (not one per record), then hand them over, so
         a report always finds its attempt."""
         now, generation, tokens = time.monotonic(), self._generation, self._tokens
+        now_ms = int(time.time() * 1000)
         batch = []
         with self._cond:
             for item in items:
                 token = item.token = next(tokens)
                 item.sent_at = now
+                item.sent_ms = now_ms
                 item.producer = generation
                 self._in_producer[token] = item
                 batch.append((token, item.record))
@@ -284,7 +318,71 @@ class RetryingProducer:
                     self._rebuild = True
             else:
                 self.set_up(False)
+            if not error.unsent:
+                self._mark_unsure(item)
             self._retry(item, error)
+
+    @staticmethod
+    def _mark_unsure(item: _Item) -> None:
+        """Its last attempt may have been written: check before sending it again, from the
+        first such attempt on (a late write of that one is found too)."""
+        item.unsure = True
+        item.since_ms = min(item.since_ms or item.sent_ms, item.sent_ms)
+
+    # -- the check thread ------------------------------------------------------------------
+
+    def _run_checks(self) -> None:
+        while True:
+            with self._cond:
+                while not self._to_check and not self._stopping:
+                    self._check_cond.wait(0.5)
+                if self._stopping:
+                    return
+                items, self._to_check = self._to_check, []
+                # The unsure records still waiting for their retry delay go along: one read
+                # for all of them (after an outage, their delays differ).
+                if any(item.unsure for item in self._heap):
+                    items += [item for item in self._heap if item.unsure]
+                    self._heap = [item for item in self._heap if not item.unsure]
+                    heapq.heapify(self._heap)
+                self._checking = len(items)
+            try:
+                self._check(items)
+            finally:
+                with self._cond:
+                    self._checking = 0
+
+    def _check(self, items: list[_Item]) -> None:
+        try:
+            found = self._sink.landed([(item.record, item.since_ms) for item in items])
+        except Exception as exc:  # Kafka unreadable (SinkError) or a surprise: check later
+            log.warning("cannot check whether %d record(s) reached Kafka, checking again "
+                        "later: %s", len(items), exc)
+            self._later(items, resend=False)
+            return
+        if self._stopping:
+            return  # abandoned, as every outstanding record is at stop
+        found = found or set()
+        log.info("%d record(s) whose produce may have succeeded: %d found in Kafka (not sent "
+                 "again), %d sent again", len(items), len(found), len(items) - len(found))
+        for n, item in enumerate(items):
+            if n in found:
+                self._report(item, None)
+        self._later([item for n, item in enumerate(items) if n not in found], resend=True)
+
+    def _later(self, items: list[_Item], *, resend: bool) -> None:
+        """Back to the sender: now and unchecked if `resend`, else checked after a delay."""
+        now = time.monotonic()
+        with self._cond:
+            for item in items:
+                if resend:
+                    item.unsure, item.due = False, now
+                else:
+                    item.attempts += 1
+                    item.due = now + delay(item.attempts, self._retry_min_s, self._retry_max_s)
+                item.order = next(self._order)
+                heapq.heappush(self._heap, item)
+            self._cond.notify()
 
     def _retry(self, item: _Item, error: SinkError) -> None:
         item.attempts += 1

@@ -6,7 +6,8 @@ owns the policy (retry by `SinkError.retriable`, rebuild a failed or stalled pro
 factory picks the adapter from `kafka.backend`.
 
 Threads: `open`, `send`, `poll` and `close` are called by one thread (`gateway-kafka`), `probe`
-and `close_probe` by another (`gateway-kafka-health`). A `Report` may run on any thread:
+and `close_probe` by another (`gateway-kafka-health`), `landed` by a third
+(`gateway-kafka-check`, with its own consumer). A `Report` may run on any thread:
 inside `send` (a failure known at once), on the library's I/O thread (kafka-python) or inside
 `poll` (confluent-kafka).
 """
@@ -24,6 +25,16 @@ from .records import OutRecord
 
 # report(token, outcome): outcome None = acknowledged by Kafka (acks=all), else the failure.
 Report = Callable[[int, "SinkError | None"], None]
+# (record, since_ms): a record whose earlier attempt, made at or after wall time since_ms, may
+# have been written.
+Wanted = Sequence[tuple[OutRecord, int]]
+
+
+class Landed(Protocol):
+    """Reads Kafka back for records (landed.LandedReader)."""
+
+    def find(self, wanted: Wanted) -> set[int] | None:
+        """Indexes of `wanted` that Kafka has; None: cannot tell. Raises `SinkError`."""
 
 
 class Sink(Protocol):
@@ -50,6 +61,11 @@ class Sink(Protocol):
     def probe(self) -> None:
         """Check Kafka answers (independently of the producer). Raises `SinkError` if not."""
 
+    def landed(self, wanted: Wanted) -> set[int] | None:
+        """Which of `wanted` Kafka already has (indexes into it), so that they are not sent a
+        second time; None when this sink cannot tell (they are sent again unchecked). Raises
+        `SinkError` (retriable) when Kafka cannot be read now."""
+
     def close_probe(self) -> None:
         """Release what `probe` holds."""
 
@@ -57,13 +73,16 @@ class Sink(Protocol):
 class ClientSink:
     """What the client adapters share: the producer slot, its closing, and the admin side
     (`topics`: `kafka_admin.TopicCreator`, run before each producer; `admin`:
-    `kafka_admin.AdminProbe`, behind `probe`)."""
+    `kafka_admin.AdminProbe`, behind `probe`; `landed`: a `Landed`, or None to send ambiguous
+    records again unchecked)."""
 
-    def __init__(self, cfg: KafkaConfig, client_id: str, topics: Any, admin: Any) -> None:
+    def __init__(self, cfg: KafkaConfig, client_id: str, topics: Any, admin: Any,
+                 landed: Landed | None = None) -> None:
         self._cfg = cfg
         self._client_id = client_id
         self._topics = topics
         self._admin = admin
+        self._landed = landed
         self._producer: Any = None
 
     def close(self, timeout: float) -> None:
@@ -73,6 +92,9 @@ class ClientSink:
 
     def probe(self) -> None:
         self._admin.probe()
+
+    def landed(self, wanted: Wanted) -> set[int] | None:
+        return None if self._landed is None else self._landed.find(wanted)
 
     def close_probe(self) -> None:
         self._admin.close()

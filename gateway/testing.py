@@ -7,8 +7,10 @@ brokers: the service, the ack path, dead letters, retries and stalls, determinis
     wait_until(lambda: source.acked, ...)     # acks arrive once the sink reported the records
 
 `MemorySink.outcome(record)` decides each send: None (acknowledged: the record is appended to
-`sink.log`, the "topic"), a `SinkError`, or `HOLD` (left in the producer until `release`). Delivery
-reports run on the calling thread, as a library's I/O thread would run them.
+`sink.log`, the "topic"), a `SinkError`, `Written(error)` (appended to `sink.log`, but the attempt
+reports `error`: an answer lost after Kafka wrote it), or `HOLD` (left in the producer until
+`release`). Delivery reports run on the calling thread, as a library's I/O thread would run them.
+`landed` answers from `sink.log` as reading the topic back would (`landed_error`: Kafka unreadable).
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .errors import SinkError
 from .records import OutRecord
-from .sink import Report
+from .sink import Report, Wanted
 from .source import Delivery, Intake, SourceCounts
 
 HOLD = object()  # MemorySink outcome: keep the record in the "producer", no report yet
+
+
+@dataclass(frozen=True)
+class Written:
+    """MemorySink outcome: the record is written (in `log`), yet the attempt reports `error`."""
+
+    error: SinkError
 
 
 class MemorySource:
@@ -93,6 +103,8 @@ class MemorySink:
         self.closes = 0
         self.open_error: SinkError | None = None  # raised by open() while set
         self.down = False  # probe() fails while set
+        self.landed_error: SinkError | None = None  # raised by landed() while set
+        self.checked: list[list[OutRecord]] = []  # what each landed() call was asked
         self._held: dict[int, tuple[OutRecord, Report]] = {}
         self._lock = threading.Lock()
 
@@ -109,6 +121,10 @@ class MemorySink:
             if result is HOLD:
                 with self._lock:
                     self._held[token] = (record, report)
+            elif isinstance(result, Written):
+                with self._lock:
+                    self.log.append(record)
+                report(token, result.error)
             else:
                 self._settle(token, record, report, result)  # type: ignore[arg-type]
 
@@ -143,3 +159,17 @@ class MemorySink:
 
     def close_probe(self) -> None:
         pass
+
+    def landed(self, wanted: Wanted) -> set[int] | None:
+        """The indexes of `wanted` in `log`, each copy there accounting for one."""
+        with self._lock:
+            self.checked.append([record for record, _ in wanted])
+            if self.landed_error is not None:
+                raise self.landed_error
+            copies = list(self.log)
+        found = set()
+        for n, (record, _) in enumerate(wanted):
+            if record in copies:
+                copies.remove(record)
+                found.add(n)
+        return found
