@@ -40,6 +40,7 @@ import protocol
 from common.accounts import check_drone_id
 
 _KEY_NAME = re.compile(r"(0|[1-9][0-9]{0,4})\.pub")
+_PRIVATE_NAME = re.compile(r"[0-9]+\.key")
 _DRONE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 # Why a message fails verification (the dead letter's detail says which; its reason is
@@ -253,11 +254,15 @@ class ReceiptKeys:
     @classmethod
     def from_dir(cls, directory: Path) -> ReceiptKeys:
         """Every <key_id>.pub in `directory`. Raises KeyFileError if it cannot be read, a .pub
-        does not load, or there is none."""
+        does not load, there is none, or a private key (<key_id>.key) is there too: whoever
+        takes a drone must not get the key that signs every drone's receipts."""
         try:
             names = sorted(p.name for p in directory.iterdir())
         except OSError as exc:
             raise KeyFileError(f"receipt keys {directory}: {exc.strerror}") from exc
+        if private := [n for n in names if _PRIVATE_NAME.fullmatch(n)]:
+            raise KeyFileError(f"receipt keys {directory}: holds the back office's private key "
+                               f"{private[0]}: remove it, a drone needs only the .pub files")
         keys = {int(n[:-4]): load_public(directory / n) for n in names if _KEY_NAME.fullmatch(n)}
         if not keys:
             raise KeyFileError(f"receipt keys {directory}: no <key_id>.pub file in it")

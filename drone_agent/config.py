@@ -145,10 +145,11 @@ class EvidenceConfig:
         check=_positive)
     receipt_keys_dir: str = field(
         "", doc="The back office's public receipt keys, `<key_id>.pub` files (`presacop keys "
-        "gen --backoffice`; several while the gateways rotate): a receipt not signed by one "
-        "of them is ignored and counted (`receipts_bad_signature`), so nothing is deleted on "
-        "it. \"\" acts on every receipt on the drone's receipt topic, signed or not (the "
-        "weaker mode: the gateway's broker account can forge STORED).")
+        "gen --backoffice`; several while the gateways rotate; a private .key there is "
+        "refused): a receipt not signed by one of them is ignored and counted "
+        "(`receipts_bad_signature`), so nothing is deleted on it. \"\" acts on every "
+        "receipt on the drone's receipt topic, signed or not (the weaker mode: the gateway's "
+        "broker account can forge STORED).")
 
 
 @dataclass(frozen=True)

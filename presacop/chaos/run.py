@@ -64,7 +64,7 @@ class Chaos:
         prefix = f"chaos-{self.run_id}"
         for i in range(1, args.drones + 1):
             generate_key(keys, f"{prefix}-{i:04d}")
-        receipt_key = make_receipt_key(self.workdir)  # the gateways sign receipts, drones check
+        receipt_key, receipt_keys = make_receipt_key(self.workdir)  # gateways sign, drones check
         for n in range(args.gateways):  # one share group; "", "-2", ... tell the client ids apart
             self.gateways.append(Gateway(self.workdir, ep, self.topics, self.run_id, keys,
                                          f"-{n + 1}" if n else "", receipt_key))
@@ -73,7 +73,7 @@ class Chaos:
             f"{args.gateways} gateway(s) ready")
         for i in range(1, args.drones + 1):
             drone = DroneProc(i, prefix, ep, self.workdir / "fleet", self.seed, keys,
-                              receipt_key.parent)
+                              receipt_keys)
             self.drones.append(drone)
             drone.start()
         if wait_for(lambda: all(d.state().get("acked", 0) > 0 for d in self.drones),

@@ -5,6 +5,7 @@ Raises: `DemoError` (it exits, or is not ready in time), with the tail of its lo
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import urllib.error
@@ -57,12 +58,17 @@ def evidence_store_path(workdir: Path) -> Path:
     return workdir / "evidence-store"
 
 
-def make_receipt_key(workdir: Path) -> Path:
-    """A back-office receipt key pair for the run, in `workdir`/backoffice-keys (0.key for the
-    gateway, 0.pub for the drones' `evidence.receipt_keys_dir`); the private key's path."""
+def make_receipt_key(workdir: Path) -> tuple[Path, Path]:
+    """A back-office receipt key pair for the run: the private key (`workdir`/backoffice-keys/
+    0.key, the gateways' `evidence.receipt_key_file`) and a directory holding only its public
+    key (`workdir`/receipt-keys, the drones' `evidence.receipt_keys_dir`)."""
     from common.signing import generate_backoffice_key
 
-    return generate_backoffice_key(workdir / "backoffice-keys").private
+    files = generate_backoffice_key(workdir / "backoffice-keys")
+    public = workdir / "receipt-keys"
+    public.mkdir(exist_ok=True)
+    shutil.copyfile(files.public, public / files.public.name)
+    return files.private, public
 
 
 class GatewayProcess:

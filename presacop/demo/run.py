@@ -52,7 +52,7 @@ class Demo:
         self.endpoints: Endpoints | None = None
         self.workdir: Path | None = None
         self.keys_dir: Path | None = None  # the drones' signing keys, made at start
-        self.receipt_key: Path | None = None  # the back office's receipt key, made at start
+        self.receipt_keys: Path | None = None  # its public key, for the drones (made at start)
         self.gateway: GatewayProcess | None = None
         self.watch: KafkaWatch | None = None
         self.fleet: Any = None
@@ -78,9 +78,9 @@ class Demo:
         # The gateway signs its evidence receipts with the run's back-office key, and the drones
         # act only on receipts that verify (docs/security.md, signed receipts).
         self.keys_dir = self.workdir / "drone-keys"
-        self.receipt_key = make_receipt_key(self.workdir)
+        receipt_key, self.receipt_keys = make_receipt_key(self.workdir)
         self.gateway = GatewayProcess(self.workdir, ep, self.topics, self.run_id, self.keys_dir,
-                                      receipt_key=self.receipt_key)
+                                      receipt_key=receipt_key)
         self.gateway.start()
         say(f"  gateway  pid {self.gateway.pid}, metrics http://{self.gateway.metrics}"
             "/metrics")
@@ -98,11 +98,11 @@ class Demo:
         from hw_sim.fleet import Fleet
 
         assert self.workdir is not None and self.keys_dir is not None
-        assert self.receipt_key is not None
+        assert self.receipt_keys is not None
         fleet = Fleet(self.args.drones, ep.mqtt_host, ep.mqtt_port, self.workdir / "drones",
                       seed=self.seed, recognizer={"unqualified_rate": DEMO_UNQUALIFIED_RATE},
                       agent={**DEMO_AGENT, "evidence": {
-                          "receipt_keys_dir": str(self.receipt_key.parent)}},
+                          "receipt_keys_dir": str(self.receipt_keys)}},
                       id_prefix=f"demo-{self.run_id}",
                       autopilot=self.args.position_source == "mavlink", keys_dir=self.keys_dir)
         for drone_id in fleet.drone_ids:

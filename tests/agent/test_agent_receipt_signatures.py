@@ -7,7 +7,7 @@ broker and gateway: tests/gateway/test_evidence_receipts.py."""
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,18 @@ from tests.agent.test_agent_uploader import DRONE, Client, add, make
 TOPIC = protocol.receipt_topic(DRONE)
 
 
+def new_key(tmp_path: Path) -> Signer:
+    """A new back-office receipt key; its .pub installed in the drone's directory."""
+    files = generate_backoffice_key(tmp_path / "backoffice-keys")
+    (tmp_path / "receipt-keys").mkdir(exist_ok=True)
+    shutil.copy(files.public, tmp_path / "receipt-keys")
+    return Signer.from_file(files.private)
+
+
 @pytest.fixture
 def backoffice(tmp_path: Path) -> tuple[Path, Signer]:
-    """The back office's receipt key directory (0.key, 0.pub) and its signer."""
-    files = generate_backoffice_key(tmp_path / "backoffice-keys")
-    return files.public.parent, Signer.from_file(files.private)
+    """The drone's receipt key directory (0.pub only) and the back office's signer."""
+    return tmp_path / "receipt-keys", new_key(tmp_path)
 
 
 def forgeries(good: Signer, receipt: EvidenceReceipt) -> dict[str, bytes]:
@@ -88,7 +95,7 @@ def test_the_same_signed_receipt_for_another_drone_is_refused(
 def test_rotation_any_installed_key_is_accepted(tmp_path: Path,
                                                 backoffice: tuple[Path, Signer]) -> None:
     directory, old = backoffice
-    new = Signer.from_file(generate_backoffice_key(directory).private)
+    new = new_key(tmp_path)
     assert new.key_id == 1
     up, store = make(tmp_path, check_receipt=ReceiptKeys.from_dir(directory).check)
     first, second = add(up, store), add(up, store)
@@ -129,9 +136,13 @@ def test_the_config_loads_the_keys_or_names_what_is_wrong(
         assert expected in str(info.value) and str(where) in str(info.value)
 
 
-def test_the_private_key_is_0600_and_not_needed_on_the_drone(
+def test_a_drone_refuses_to_hold_the_back_offices_private_key(
         tmp_path: Path, backoffice: tuple[Path, Signer]) -> None:
     directory, _ = backoffice
-    assert (directory / "0.key").stat().st_mode & 0o777 == 0o600
-    os.remove(directory / "0.key")  # only the .pub files go onto drones
     assert set(ReceiptKeys.from_dir(directory).keys) == {0}
+    private = tmp_path / "backoffice-keys" / "0.key"
+    assert private.stat().st_mode & 0o777 == 0o600
+    shutil.copy(private, directory)  # the whole key directory copied onto the drone
+    cfg = make_config(tmp_path / "d", 1883, evidence={"receipt_keys_dir": str(directory)})
+    with pytest.raises(KeyFileError, match=r"private key 0\.key"):
+        upload_options(cfg)

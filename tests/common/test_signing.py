@@ -149,7 +149,13 @@ def test_keys_gen_backoffice_writes_the_receipt_key_pair(tmp_path: Path,
     topic = protocol.receipt_topic("drone-a")
     signed = protocol.decode_evidence(payload, topic)
     assert isinstance(signed, protocol.EvidenceReceipt) and signed.key_id == 1
-    assert ReceiptKeys.from_dir(out).check(topic, payload, signed) is None
+    with pytest.raises(KeyFileError, match=r"private key 0\.key"):  # never on a drone
+        ReceiptKeys.from_dir(out)
+    drone = tmp_path / "drone"
+    drone.mkdir()
+    for name in ("0.pub", "1.pub"):
+        (drone / name).write_bytes((out / name).read_bytes())
+    assert ReceiptKeys.from_dir(drone).check(topic, payload, signed) is None
     with pytest.raises(SystemExit):  # --drone and --backoffice exclude each other
         parser.parse_args(["gen", "--backoffice", "--drone", "d-1"])
     (out / "1.key").chmod(0o640)
