@@ -58,7 +58,6 @@ _PLATE_W, _PLATE_H = 104, 52  # a 12 x 6 inch plate at scale 1
 def measure_render(width: int = 1280, height: int = 720, frames: int = 200,
                    seed: int = 0) -> dict[str, float]:
     """Cost of rendering frames of this size in this process: wall and CPU ms per frame.
-
     Benchmarks subtract it from the agent's CPU per frame (the simulator is not the drone)."""
     cam = SimCamera(seed=seed, width=width, height=height, fps=0)
     cam.render(0)  # the shared background is built once; do not count it
@@ -144,11 +143,8 @@ class SimCamera:
     # -- the Camera interface ------------------------------------------------------------------
 
     def read(self) -> Frame | None:
-        """The next frame, paced to `fps`.
-
-        Raises:
-            HardwareError: the camera was closed, or the simulated fault (`fail_after`) fired.
-        """
+        """The next frame, paced to `fps`. Raises HardwareError: the camera was closed, or the
+        simulated fault (`fail_after`) fired."""
         if not self._running.wait(0.05):
             return None  # paused: no frame now, the caller retries
         with self._lock:
@@ -168,10 +164,8 @@ class SimCamera:
         self._running.set()  # a paused read() returns and sees the close
 
     def pause(self) -> None:
-        """Deliver no frames (read() returns None) until `resume()`: a camera that went dark.
-
-        On return no read() can start a new frame: `delivered` is final until `resume()` (a
-        read already past this point still returns its frame, counted in `delivered`)."""
+        """Deliver no frames (read() returns None) until `resume()`: a camera that went dark. On
+        return `delivered` is final until `resume()` (a read already counted still renders)."""
         self._running.clear()
         with self._lock:  # a read() holding the lock has counted its frame; later ones see pause
             pass
