@@ -92,6 +92,24 @@ def test_the_same_signed_receipt_for_another_drone_is_refused(
     assert store.path(ident).exists() and up.stats()["receipts_bad_signature"] == 1
 
 
+def test_a_malformed_signature_deletes_nothing(tmp_path: Path,
+                                              backoffice: tuple[Path, Signer]) -> None:
+    directory, signer = backoffice
+    up, store = make(tmp_path, check_receipt=ReceiptKeys.from_dir(directory).check)
+    ident = add(up, store)
+    good = signer.encode_receipt(EvidenceReceipt(DRONE, ident, ReceiptState.STORED, 4))
+    for payload, code in ((good[:-1], "truncated"),  # 63 bytes under a 64-byte header
+                          (good[:-66] + b"\xc4\x3f" + good[-64:-1], "bad_type"),  # bin 63
+                          (good[:-66] + b"\xc0", "missing_field"),  # key id, nil signature
+                          (b"\x99" + good[1:] + b"\x00", "extra_field"),  # 9 elements at 1.1
+                          (good + b"\x00", "trailing_bytes")):
+        with pytest.raises(protocol.RemoteProtocolError) as info:
+            protocol.decode_evidence(payload, TOPIC)
+        assert info.value.code == code
+        up.on_receipt(payload, TOPIC)  # refused by the decoder (logged), never acted on
+    assert store.path(ident).exists() and up.unconfirmed() == {ident}
+
+
 def test_rotation_any_installed_key_is_accepted(tmp_path: Path,
                                                 backoffice: tuple[Path, Signer]) -> None:
     directory, old = backoffice
