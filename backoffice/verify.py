@@ -18,7 +18,8 @@ key, so hashing the stored object proves the image came from that drone. For eac
     presacop verify --keys /etc/presacop/drone-keys --config gateway.toml   # violations + evidence
     presacop verify --keys DIR --archive violations.jsonl                  # an archive (either)
     Exit status: 0 when every record is verified (or unsigned, without --require-signatures),
-    1 otherwise, 2 for bad arguments or an unreadable source.
+    1 otherwise, 2 for bad arguments or an unreadable source (a Kafka topic counts as unreadable
+    when nothing more could be read for 30 s before its end offsets: never a verdict on part).
 
 Errors: VerifyError for a source that cannot be read (the CLI prints it and exits 2).
 """
@@ -33,6 +34,7 @@ import dataclasses
 import itertools
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,7 +54,8 @@ OFFICER_FIELDS = frozenset({"code", "qualified", "code_status", "original_code",
 
 
 class VerifyError(Exception):
-    """The records cannot be read (archive missing, Kafka unreachable)."""
+    """The records cannot be read (archive missing, Kafka unreachable, a topic not read to its
+    end)."""
 
 
 def verify_record(value: Mapping[str, Any], registry: KeyRegistry) -> tuple[str, str]:
@@ -152,14 +155,15 @@ def archive_records(path: Path) -> Iterator[dict[str, Any]]:
         raise VerifyError(f"cannot read {path}: {exc}") from exc
 
 
-def kafka_records(settings: kafka.KafkaSettings, topic: str, timeout_s: float = 10.0,
+def kafka_records(settings: kafka.KafkaSettings, topic: str, timeout_s: float = 30.0,
                   missing_ok: bool = False) -> Iterator[dict[str, Any]]:
     """Every record value of `topic` from the beginning to its end offsets at the start (none
-    for a topic that does not exist, with `missing_ok`)."""
+    for a topic that does not exist, with `missing_ok`). Raises VerifyError when Kafka cannot be
+    reached, the topic is missing, or nothing more was read for `timeout_s` before every
+    partition reached its end offset: a partial read must not pass for a check of every record."""
     errors = kafka.import_kafka().errors
     try:
-        consumer = kafka.consumer(settings, enable_auto_commit=False, group_id=None,
-                                  consumer_timeout_ms=int(timeout_s * 1000))
+        consumer = kafka.consumer(settings, enable_auto_commit=False, group_id=None)
     except errors.KafkaError as exc:
         raise VerifyError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
     try:
@@ -172,17 +176,31 @@ def kafka_records(settings: kafka.KafkaSettings, topic: str, timeout_s: float = 
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        left = {tp for tp in parts if end[tp] > 0}
-        for record in consumer:
-            tp = kafka.import_kafka().TopicPartition(record.topic, record.partition)
-            if record.offset < end[tp]:
-                yield json.loads(record.value)
-            if record.offset + 1 >= end[tp]:
-                left.discard(tp)
-            if not left:
-                return
+        yield from _to_the_end(consumer, topic, end, timeout_s)
     finally:
         kafka.close_quietly(consumer)
+
+
+def _to_the_end(consumer: Any, topic: str, end: Mapping[Any, int],
+                timeout_s: float) -> Iterator[dict[str, Any]]:
+    """Poll until every partition's position reached `end` (positions, not record offsets: they
+    also pass offsets that hold no record); VerifyError after `timeout_s` without progress."""
+    left = {tp for tp, offset in end.items() if offset > 0}
+    progress_at = time.monotonic()
+    while left:
+        polled = consumer.poll(timeout_ms=500)
+        for tp, records in polled.items():
+            for record in records:
+                if record.offset < end[tp]:
+                    yield json.loads(record.value)
+        still = {tp for tp in left if consumer.position(tp) < end[tp]}
+        if polled or still != left:
+            progress_at = time.monotonic()
+        elif time.monotonic() - progress_at > timeout_s:
+            raise VerifyError(f"{topic}: nothing read for {timeout_s:g} s before the end "
+                              f"offsets of partition(s) {sorted(tp.partition for tp in left)}: "
+                              "not every record was read")
+        left = still
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
