@@ -52,13 +52,15 @@ def make_landed(config: GatewayConfig) -> LandedReader | None:
 
 
 def make_seeder(config: GatewayConfig) -> Callable[[], Seeded] | None:
-    """The dedupe seed's read of the telemetry and violations topics' tail (None when off)."""
+    """The dedupe seed's read of the telemetry and violations topics' tail, and the alerts and
+    evidence topics' (None when off)."""
     limits, topics = config.limits, config.kafka.topics
     if limits.seed_max_records == 0:
         return None
     return TailReader(config.kafka, (topics.telemetry, topics.violations),
                       config.mqtt.effective_client_id(), limits.seed_max_records,
-                      limits.seed_horizon_s, limits.seed_timeout_s).read
+                      limits.seed_horizon_s, limits.seed_timeout_s,
+                      optional=(topics.alerts, topics.evidence)).read
 
 
 def make_source(config: GatewayConfig, *, retire: bool = False) -> PahoSource:
@@ -84,5 +86,5 @@ def make_follower(config: GatewayConfig) -> TailFollower | None:
     limits, topics = config.limits, config.kafka.topics
     if not (limits.seed_follow and limits.seed_max_records):
         return None
-    return TailFollower(config.kafka, (topics.telemetry, topics.violations),
-                        config.mqtt.effective_client_id())
+    return TailFollower(config.kafka, (topics.telemetry, topics.violations, topics.alerts,
+                                       topics.evidence), config.mqtt.effective_client_id())

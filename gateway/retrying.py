@@ -43,6 +43,8 @@ from common.backoff import Backoff, delay
 from .errors import KafkaRefused, ProducerFailed, SinkError
 from .records import OutRecord
 from .sink import Sink
+from .written import KINDS as WRITTEN_KINDS
+from .written import Written, identity
 
 log = logging.getLogger("gateway.kafka")
 
@@ -98,6 +100,8 @@ class RetryingProducer:
         self._stopping = False
         self._up = False
         self.refused: KafkaRefused | None = None  # the first refusal seen (the gateway stops)
+        self.written = Written()  # alert/evidence identities already in Kafka (the seed's)
+        self.skipped_written = 0  # records reported produced because they were in `written`
         self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway-kafka", daemon=True)
         self._checker = threading.Thread(target=self._run_checks, name="gateway-kafka-check",
@@ -284,7 +288,10 @@ class RetryingProducer:
 
     def _send(self, items: list[_Item]) -> None:
         """Register the attempts under one lock (not one per record), then hand them over, so
-        a report always finds its attempt."""
+        a report always finds its attempt. An alert or evidence record the seed read back from
+        Kafka (`written`) is reported produced instead (gateway/written.py)."""
+        if len(self.written) and any(item.record.kind in WRITTEN_KINDS for item in items):
+            items = self._skip_written(items)
         now, generation, tokens = time.monotonic(), self._generation, self._tokens
         now_ms = int(time.time() * 1000)
         batch = []
@@ -297,6 +304,19 @@ class RetryingProducer:
                 self._in_producer[token] = item
                 batch.append((token, item.record))
         self._sink.send(batch, self._outcome)
+
+    def _skip_written(self, items: list[_Item]) -> list[_Item]:
+        send = []
+        for item in items:
+            r = item.record
+            if r.kind in WRITTEN_KINDS and identity(r.kind, r.key, r.value) in self.written:
+                self.skipped_written += 1
+                log.info("%s record already in kafka (read back by the seed): not written again",
+                         r.kind, extra={"topic": r.topic})
+                self._report(item, None)
+            else:
+                send.append(item)
+        return send
 
     def _outcome(self, token: int, error: SinkError | None) -> None:
         """A report from the sink (any thread)."""

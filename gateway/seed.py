@@ -12,7 +12,9 @@ max(end - `max_records`, the first offset at or after now - `horizon_s`) up to t
 taken when the read starts; headers only: `message-id` of the records the gateways write (record
 types telemetry, status, violation, without a `revision` header: officer corrections reuse the
 message id with revision >= 1, and the uniqueness key is (message_id, revision)). Bounded:
-at most `max_records` per partition held as (drone, seq) pairs, at most `timeout_s`.
+at most `max_records` per partition held as (drone, seq) pairs, at most `timeout_s`. The alerts
+and evidence topics' tails too, when they exist: the identities of their records
+(`gateway.written`), so a half-written violation or upload is not written twice.
 
 With several gateways in one share group (`limits.seed_follow`), `TailFollower` keeps reading
 from where the seed stopped: what the other members write reaches this gateway's window within
@@ -38,9 +40,12 @@ from common import kafka
 from .config import KafkaConfig
 from .errors import GatewayError
 from .kafka_python import client_options
+from .written import KINDS as WRITTEN_KINDS
+from .written import Identity, identity
 
 log = logging.getLogger("gateway.seed")
 GATEWAY_RECORD_TYPES = frozenset({b"telemetry", b"status", b"violation"})
+WRITTEN_TYPES = frozenset(k.encode() for k in WRITTEN_KINDS)
 _POLL_MS = 200
 
 
@@ -61,6 +66,7 @@ class Seeded:
     partitions: int = 0
     seconds: float = 0.0
     end: dict[tuple[str, int], int] = field(default_factory=dict)  # where the read stopped
+    written: set[Identity] = field(default_factory=set)  # alerts, evidence records (written.py)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class TailReader:
     max_records: int = 20_000
     horizon_s: float = 3600.0
     timeout_s: float = 30.0
+    optional: tuple[str, ...] = ()  # also read when they exist (alerts, evidence: written.py)
 
     def read(self) -> Seeded:
         started = time.monotonic()
@@ -98,11 +105,11 @@ class TailReader:
     def _read(self, consumer: Any, started: float) -> Seeded:
         tp_class = kafka.import_kafka().TopicPartition
         tps = []
-        for topic in self.topics:
+        for topic in (*self.topics, *self.optional):
             parts = consumer.partitions_for_topic(topic)
-            if not parts:
+            if not parts and topic in self.topics:
                 raise SeedError(f"no partitions known for topic {topic!r}")
-            tps += [tp_class(topic, p) for p in sorted(parts)]
+            tps += [tp_class(topic, p) for p in sorted(parts or ())]
         end = consumer.end_offsets(tps)
         start = self._starts(consumer, tps, end)
         todo = {tp for tp in tps if start[tp] < end[tp]}
@@ -137,6 +144,12 @@ def _take(seeded: Seeded, records: Iterable[Any]) -> None:
     for r in records:
         seeded.records += 1
         headers = dict(r.headers or ())
+        kind = headers.get("record-type")
+        if kind in WRITTEN_TYPES:  # few (an alert per ~100 violations, an image each): parsed
+            ident = identity(kind.decode(), r.key, r.value)
+            if ident is not None:
+                seeded.written.add(ident)
+            continue
         if headers.get("record-type") not in GATEWAY_RECORD_TYPES or "revision" in headers:
             continue
         mid = headers.get("message-id")

@@ -379,8 +379,7 @@ class Gateway:
                 if pending is not None:  # its records: a seq jump's are a dead letter
                     for record in pending.routed.records:
                         submits.append((record, self._done_callback(pending, record)))
-            if self._in_flight > self._in_flight_max:
-                self._in_flight_max = self._in_flight
+            self._in_flight_max = max(self._in_flight_max, self._in_flight)
             if submits:
                 self._kafka.submit_many(submits)
 
@@ -390,6 +389,7 @@ class Gateway:
             for drone_id, seqs in seeded.seqs.items():
                 self._tracker.seed(drone_id, seqs, seeded.newest_ms.get(drone_id))
             self._count(self.metrics.seeded, seeded.ids)
+        self._kafka.written.add_all(seeded.written)  # alerts, evidence: gateway/written.py
 
     def _offer_evidence(self, d: Delivery, topic: str, receipt: Receipt) -> None:
         """Hand an evidence frame to its thread; it acknowledges the frame once durable."""

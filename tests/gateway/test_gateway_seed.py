@@ -17,8 +17,21 @@ import threading
 from collections import Counter
 
 import pytest
-from gateway_testlib import metric, read_ids, read_to_end, telemetry, topic_names, unique
+from gateway_testlib import (
+    _kafka,
+    metric,
+    mqtt_topic,
+    now_ms,
+    read_ids,
+    read_to_end,
+    telemetry,
+    topic_names,
+    unique,
+    violation,
+)
 
+import protocol
+from gateway.records import Receipt, alert_record
 from tests.support import wait_until
 
 N = 150
@@ -178,3 +191,40 @@ def test_a_resend_dealt_to_another_member_of_the_share_group_is_not_written_twic
         assert len(copies) == 1 and dropped == 2
     else:
         assert len(copies) >= 2, "the control must show the duplicate the follower prevents"
+
+
+@pytest.mark.parametrize("seed", [False, True], ids=["control-seed-off", "seed-on"])
+def test_a_violation_whose_alert_was_written_before_a_kill_gets_no_second_alert(
+        seed, stack, gateway_factory, publisher_factory):
+    # What a gateway killed between its alert's and its violation's acknowledgements leaves:
+    # the alert in Kafka, the violation not, the message still in the broker's session. The
+    # restarted gateway writes the violation; the seed read the alert back, so not the alert.
+    topics = topic_names(unique("half"))
+    drone = unique("half-")
+    extra = "" if seed else "[limits]\nseed_max_records = 0\n"
+    gw = gateway_factory(stack.mqtt_port, stack.kafka_bootstrap, topics, drone=drone,
+                         extra=extra).start()
+    gw.wait_ready()  # the topics exist
+    gw.stop()
+    msg = violation(drone, 5, code=None)
+    left = alert_record(msg, topics["alerts"], Receipt(mqtt_topic(msg), now_ms(), "gw-killed"))
+    producer = _kafka.KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    try:
+        producer.send(left.topic, key=left.key, value=left.value,
+                      headers=list(left.headers)).get(timeout=60)
+    finally:
+        producer.close(5)
+    gw.start()
+    gw.wait_ready()
+    pub = publisher_factory(stack.mqtt_host, stack.mqtt_port)
+    mid = pub.send(msg)
+    pub.flush()
+    read_ids(stack.kafka_bootstrap, topics["violations"], {mid})
+    wait_until(lambda: metric(gw.metrics(), "presacop_gateway_messages_acked_total") >= 1
+               and metric(gw.metrics(), "presacop_gateway_in_flight") == 0, 60,
+               "the violation and its alert acknowledged")
+    alerts = [r for r in read_to_end(stack.kafka_bootstrap, topics["alerts"])
+              if r.value.get("message_id") == protocol.message_id(msg)]
+    print(f"seed {'on' if seed else 'off'}: {len(alerts)} alert record(s) for {mid}")
+    assert {r.value["state"] for r in alerts} == {"open"}
+    assert len(alerts) == (1 if seed else 2)
