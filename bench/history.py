@@ -3,13 +3,16 @@
     1. a 1 GB-class "Parking Violations Issued" file (generated: a seeded sample of 200,000 rows,
        repeated with fresh summons numbers until --rows)
     2. Kafka's producer limit on this machine, on the same Kafka, for records of the same size:
-       Kafka's own Java tool (org.apache.kafka.tools.ProducerPerformance, from the broker's jars)
-       and kafka-python (the ingest's client) sending ready-made records with the ingest's settings
+       Kafka's own Java tool (org.apache.kafka.tools.ProducerPerformance, from the broker's jars),
+       run before and again after the ingest (the machine is shared: the ingest is compared with
+       the mean of both; a first, unreported run warms the fresh broker up), and the ingest's two
+       senders sending ready-made records with its settings
     3. `presacop history ingest` of the file as a child process: rows/s, peak RSS (VmHWM)
     4. event -> statistic: `presacop stats run` (local Spark) running; single violation records
        produced one at a time; time from Kafka's acknowledgement to the statistics file counting it
 
 Usage: .venv/bin/python bench/history.py [--rows N] [--probes K] [--kafka HOST:PORT] [--json]
+(--rows 300000: 3-8 minutes on this shared 2-core machine; the default 1 GB file: 30-40 minutes)
 Starts its own Kafka on free ports in a temporary directory (stopped at the end) unless --kafka.
 """
 
@@ -27,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # our packages, not bench/*.py
 
@@ -136,12 +141,15 @@ def ingest(config: Path, file: Path) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    peak = 0
-    cpu = 0.0
+    # The ingest and its parser processes: CPU summed over all, peak RSS the sum of each one's
+    # high-water mark (an upper bound of what they held at once).
+    peaks: dict[int, int] = {}
+    cpus: dict[int, float] = {}
     try:
         while proc.poll() is None:
-            peak = max(peak, peak_rss(proc.pid))
-            cpu = max(cpu, cpu_seconds(proc.pid))
+            for pid in [proc.pid, *_children(proc.pid)]:
+                peaks[pid] = max(peaks.get(pid, 0), peak_rss(pid))
+                cpus[pid] = max(cpus.get(pid, 0.0), cpu_seconds(pid))
             time.sleep(0.2)
     finally:
         if proc.poll() is None:
@@ -151,8 +159,16 @@ def ingest(config: Path, file: Path) -> dict[str, Any]:
         raise RuntimeError(f"ingest failed ({proc.returncode}): {err[-2000:]}")
     wall = time.perf_counter() - started
     rows = int(re.search(r"([\d,]+) rows read", out).group(1).replace(",", ""))
-    return {"rows": rows, "seconds": wall, "rows_per_s": rows / wall, "peak_rss": peak,
-            "cpu_s": cpu, "summary": out.strip()}
+    return {"rows": rows, "seconds": wall, "rows_per_s": rows / wall,
+            "peak_rss": sum(peaks.values()), "cpu_s": sum(cpus.values()),
+            "processes": len(peaks), "summary": out.strip()}
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def latency(config: Path, cfg: Any, probes: int) -> list[float]:
@@ -219,8 +235,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=ONE_GB_ROWS, help="rows in the file (~1 GB)")
-    p.add_argument("--limit-records", type=int, default=300_000,
-                   help="records for each producer-limit run")
+    p.add_argument("--limit-records", type=int, default=None,
+                   help="records for each producer-limit run (default: --rows, at most 300,000)")
     p.add_argument("--probes", type=int, default=8, help="latency probes")
     p.add_argument("--kafka", default=None, help="use this Kafka instead of starting one")
     p.add_argument("--backend", choices=("confluent", "kafka-python"), default="confluent",
@@ -248,19 +264,27 @@ def _run(args: argparse.Namespace, tmp: Path, bootstrap: str) -> int:
     log(f"file: {size / 1e9:.2f} GB; producer limits")
     values = sample_values(20_000)
     avg = sum(map(len, values)) // len(values)
-    java = java_limit(cfg, "bench.java", avg, args.limit_records)
-    limits = {b: client_limit(cfg, b, f"bench.{b}", values, args.limit_records)
+    count = args.limit_records or min(args.rows, 300_000)
+    # A fresh broker is slow at first (its JIT, new log segments): measured, the first Java run
+    # gave 12-15k records/s and the same run after the ingest 40-73k. Warm it up, unreported.
+    java_limit(cfg, "bench.warmup", avg, count)
+    java_before = java_limit(cfg, "bench.java", avg, count)
+    limits = {b: client_limit(cfg, b, f"bench.{b}", values, count)
               for b in ("confluent", "kafka-python")}
     py = limits[args.backend]
-    log(f"limits: java {java}, {limits} records/s; latency probes")
+    log(f"limits: java {java_before}, {limits} records/s; latency probes")
     # Its own topics: the statistics job must not first chew through the 1 GB ingest.
     lat_config = write_config(tmp, bootstrap, args.backend, "latency")
     lat = latency(lat_config, load_config(lat_config), args.probes)
     log("ingesting")
     result = ingest(config, tmp / "violations.csv")
-    log(f"ingest: {result['rows_per_s']:,.0f} rows/s")
+    log(f"ingest: {result['rows_per_s']:,.0f} rows/s; the Java producer again")
+    java_after = java_limit(cfg, "bench.java2", avg, count)
+    found = [j for j in (java_before, java_after) if j]
+    java = sum(found) / len(found) if found else None
     info = machine()
-    out = {"file_bytes": size, "record_bytes": avg, "java_limit": java, "client_limits": limits,
+    out = {"file_bytes": size, "record_bytes": avg, "java_limit": java,
+           "java_before_after": [java_before, java_after], "client_limits": limits,
            "ingest": result, "latency_s": lat, "machine": info}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -268,7 +292,10 @@ def _run(args: argparse.Namespace, tmp: Path, bootstrap: str) -> int:
     r = result
     print(machine_line(info))
     print(f"file: {args.rows:,} rows, {size / 1e9:.2f} GB; history records ~{avg} bytes of JSON")
-    rows = [["Kafka ProducerPerformance (Java)", f"{java:,.0f}" if java else "-", "100%", "", ""]]
+    rows = [[f"Kafka ProducerPerformance (Java), {when}", f"{j:,.0f}" if j else "-", "", "", ""]
+            for when, j in (("before", java_before), ("after", java_after))]
+    rows.append(["Kafka ProducerPerformance (Java), mean", f"{java:,.0f}" if java else "-",
+                 "100%", "", ""])
     rows += [[f"{b} sender, ready-made records", f"{n:,.0f}",
               f"{n / java:.0%}" if java else "-", "100%" if b == args.backend else "", ""]
              for b, n in limits.items()]
@@ -276,10 +303,12 @@ def _run(args: argparse.Namespace, tmp: Path, bootstrap: str) -> int:
                  f"{r['rows_per_s'] / java:.0%}" if java else "-", f"{r['rows_per_s'] / py:.0%}",
                  f"{r['peak_rss'] / 2**20:.0f} MB"])
     print(table(["what", "records/s", "vs Java", f"vs {args.backend} limit", "peak RSS"], rows))
-    print(f"ingest: {r['rows']:,} rows in {r['seconds']:.0f} s wall, {r['cpu_s']:.0f} CPU s "
+    print(f"ingest: {r['rows']:,} rows in {r['seconds']:.0f} s wall, {r['cpu_s']:.0f} CPU s in "
+          f"{r['processes']} processes (peak RSS: the sum of theirs) "
           f"({r['rows'] / max(r['cpu_s'], 1e-9):,.0f} rows per CPU second)")
     lat_sorted = sorted(lat)
-    print(f"event -> statistic (stats.trigger_s 1.0, local[2]): {len(lat)} probes, "
+    print(f"event -> statistic (stats.trigger_s {cfg.stats.trigger_s:g}, archive_trigger_s "
+          f"{cfg.stats.archive_trigger_s:g}, local[2]): {len(lat)} probes, "
           f"median {lat_sorted[len(lat) // 2]:.2f} s, max {lat_sorted[-1]:.2f} s")
     return 0
 
