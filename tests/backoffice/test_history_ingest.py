@@ -134,7 +134,10 @@ def test_kill_9_mid_file_and_resume_sends_every_summons_once(stack, tmp_path) ->
     state = json.loads(ckpt.read_text())
     assert not state["done"] and state["next_line"] < rows
     in_kafka = topic_size(cfg, cfg.history.topic)
-    assert in_kafka > state["totals"]["sent"]  # a partial chunk past the checkpoint
+    # Usually a partial chunk lies past the checkpoint (the predicate saw one); the ingest may
+    # still have checkpointed it between the predicate and the kill (seen once in CI: 5989 ==
+    # 5989). Either way the resume below must send every summons exactly once.
+    assert in_kafka >= state["totals"]["sent"]
 
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
