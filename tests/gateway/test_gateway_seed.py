@@ -147,7 +147,8 @@ def _run(seed: bool, proxy: AckHoldingProxy, stack, gateway_factory, publisher_f
         # through the proxy when it started holding, so its redelivery is dropped too.
         assert N - 1 <= dropped <= N, "every redelivery is recognised as written"
     else:  # the control: without the seed the scenario does duplicate
-        assert dups == N - 1 and dropped == 0
+        # N - 1 held PUBACKs, or N when the first one was still in the proxy (as above)
+        assert N - 1 <= dups <= N and dropped == 0
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["control-follow-off", "follow-on"])
