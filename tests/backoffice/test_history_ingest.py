@@ -135,9 +135,13 @@ def test_kill_9_mid_file_and_resume_sends_every_summons_once(stack, tmp_path) ->
     assert not state["done"] and state["next_line"] < rows
     in_kafka = topic_size(cfg, cfg.history.topic)
     # Usually a partial chunk lies past the checkpoint (the predicate saw one); the ingest may
-    # still have checkpointed it between the predicate and the kill (seen once in CI: 5989 ==
-    # 5989). Either way the resume below must send every summons exactly once.
+    # still have checkpointed it between the predicate and the kill (seen in CI: 5989 == 5989,
+    # then 0 skipped). Either way the resume below must send every summons exactly once.
     assert in_kafka >= state["totals"]["sent"]
+    # What the resume must find and skip: every record of either topic past the offsets the
+    # checkpoint saved (zero when the kill came just after a checkpoint).
+    past_checkpoint = sum(topic_size(cfg, topic) - sum(state["offsets"].get(topic, {}).values())
+                          for topic in (cfg.history.topic, cfg.kafka.topics.deadletter))
 
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -152,7 +156,7 @@ def test_kill_9_mid_file_and_resume_sends_every_summons_once(stack, tmp_path) ->
     assert sorted(d["line"] for d in dead) == sorted(expected_bad)
     summary_skipped = int(done.stdout.split(" already in Kafka")[0].rsplit(" ", 1)[-1]
                           .replace(",", ""))
-    assert summary_skipped > 0
+    assert summary_skipped == past_checkpoint
 
 
 def test_gzip_and_plain_give_the_same_records(stack, tmp_path) -> None:
